@@ -1,0 +1,113 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['model_name', 'request_id'],
+        on_schema_change='fail',
+    )
+}}
+
+{#
+    One row per logged prediction × monitored feature of its model, with the fixed window
+    [window_start, window_end) the prediction falls in. The feature list comes from
+    raw.model_features and the window length from raw.monitored_models (never a list in SQL).
+    Incremental: only rows loaded after the newest loaded_at already here are unpivoted (ingest is
+    the single writer and runs before dbt, DESIGN.md §4, so a batch is never half-seen); a re-loaded
+    request replaces its rows (delete+insert on model_name, request_id). A change of a model's
+    feature list or window length needs `--full-refresh`.
+#}
+
+with
+
+inference_logs as (
+
+    select * from {{ ref('stg_raw__inference_logs') }}
+
+),
+
+monitored_models as (
+
+    select * from {{ ref('stg_raw__monitored_models') }}
+
+),
+
+model_features as (
+
+    select * from {{ ref('stg_raw__model_features') }}
+
+),
+
+new_inference_logs as (
+
+    select * from inference_logs
+    {% if is_incremental() %}
+        where
+            loaded_at > (
+                select coalesce(max(loaded_at), cast('1900-01-01 00:00:00' as {{ dbt.type_timestamp() }}))
+                from {{ this }}
+            )
+    {% endif %}
+
+),
+
+feature_values as (
+
+    select
+        new_inference_logs.model_name,
+        new_inference_logs.request_id,
+        new_inference_logs.model_version,
+        model_features.feature_name,
+        model_features.feature_type,
+        {{ json_extract_field('new_inference_logs.features_json', 'model_features.feature_name') }}
+            as value_text,
+        monitored_models.window_seconds,
+        new_inference_logs.scored_at,
+        new_inference_logs.loaded_at
+
+    from new_inference_logs
+    inner join monitored_models
+        on new_inference_logs.model_name = monitored_models.model_name
+    inner join model_features
+        on new_inference_logs.model_name = model_features.model_name
+
+),
+
+typed as (
+
+    select
+        model_name,
+        request_id,
+        model_version,
+        feature_name,
+        feature_type,
+        case when feature_type = 'categorical' then value_text end as value_category,
+        case when feature_type = 'numeric' then {{ safe_cast_double('value_text') }} end as value_number,
+        window_seconds,
+        scored_at,
+        loaded_at,
+        {{ window_start_at('scored_at', 'window_seconds') }} as window_start
+
+    from feature_values
+
+),
+
+final as (
+
+    select
+        model_name,
+        request_id,
+        model_version,
+        feature_name,
+        feature_type,
+        value_category,
+        value_number,
+        window_start,
+        {{ dbt.dateadd('second', 'window_seconds', 'window_start') }} as window_end,
+        scored_at,
+        loaded_at
+
+    from typed
+
+)
+
+select * from final

@@ -1,0 +1,370 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+    )
+}}
+
+{#
+    The bin catalogue, frozen once per (model_name, model_version, feature_name) from that version's
+    reference set (DESIGN.md §5) and never recomputed: incremental runs append only the
+    (version, feature) pairs not yet here.
+    - numeric: cut points at the reference quantiles 1/n … (n-1)/n of the non-NULL values
+      (n = var drift_n_quantile_bins, deciles by default), duplicates removed; bins
+      [-inf, e1), [e1, e2) … [em, +inf) with lower_bound / upper_bound NULL at the open ends;
+    - categorical: one bin per reference category (ordered by category) plus `__unseen__`;
+    - both: a `__null__` bin last, so a rise of missing values is drift.
+    n_reference_rows_in_bin counts the reference rows per bin with the same rule as the windows
+    (macro assign_feature_bins); n_reference is the feature's reference row count, NULLs included.
+#}
+
+{%- set n_bins = var('drift_n_quantile_bins') | int -%}
+{%- if n_bins < 2 -%}
+    {{ exceptions.raise_compiler_error("var drift_n_quantile_bins must be at least 2, got " ~ n_bins) }}
+{%- endif %}
+
+with
+
+reference_values as (
+
+    select * from {{ ref('int_reference_feature_values_unpivoted') }}
+
+),
+
+{% if is_incremental() %}
+
+frozen_features as (
+
+    select distinct
+        model_name,
+        model_version,
+        feature_name
+
+    from {{ this }}
+
+),
+
+{% endif %}
+
+new_reference_values as (
+
+    select reference_values.*
+    from reference_values
+    {% if is_incremental() %}
+        left join frozen_features
+            on
+                reference_values.model_name = frozen_features.model_name
+                and reference_values.model_version = frozen_features.model_version
+                and reference_values.feature_name = frozen_features.feature_name
+        where frozen_features.model_name is null
+    {% endif %}
+
+),
+
+reference_totals as (
+
+    select
+        model_name,
+        model_version,
+        feature_name,
+        feature_type,
+        count(*) as n_reference
+
+    from new_reference_values
+    group by
+        model_name,
+        model_version,
+        feature_name,
+        feature_type
+
+),
+
+numeric_quantiles as (
+
+    select
+        model_name,
+        model_version,
+        feature_name,
+        {%- for i in range(1, n_bins) %}
+        {{ quantile_cont('value_number', i / n_bins) }} as quantile_{{ i }}{{ "," if not loop.last }}
+        {%- endfor %}
+
+    from new_reference_values
+    where
+        feature_type = 'numeric'
+        and value_number is not null
+    group by
+        model_name,
+        model_version,
+        feature_name
+
+),
+
+numeric_cut_points as (
+
+    {%- for i in range(1, n_bins) %}
+
+    select
+        model_name,
+        model_version,
+        feature_name,
+        quantile_{{ i }} as cut_point
+
+    from numeric_quantiles
+    {{ "union" if not loop.last }}
+    {%- endfor %}
+
+),
+
+numeric_first_bins as (
+
+    select
+        reference_totals.model_name,
+        reference_totals.model_version,
+        reference_totals.feature_name,
+        1 as bin_id,
+        cast(null as {{ type_double() }}) as lower_bound,
+        min(numeric_cut_points.cut_point) as upper_bound
+
+    from reference_totals
+    left join numeric_cut_points
+        on
+            reference_totals.model_name = numeric_cut_points.model_name
+            and reference_totals.model_version = numeric_cut_points.model_version
+            and reference_totals.feature_name = numeric_cut_points.feature_name
+    where reference_totals.feature_type = 'numeric'
+    group by
+        reference_totals.model_name,
+        reference_totals.model_version,
+        reference_totals.feature_name
+
+),
+
+numeric_following_bins as (
+
+    select
+        model_name,
+        model_version,
+        feature_name,
+        1 + row_number() over (
+            partition by model_name, model_version, feature_name
+            order by cut_point
+        ) as bin_id,
+        cut_point as lower_bound,
+        lead(cut_point) over (
+            partition by model_name, model_version, feature_name
+            order by cut_point
+        ) as upper_bound
+
+    from numeric_cut_points
+
+),
+
+numeric_interval_bins as (
+
+    select * from numeric_first_bins
+    union all
+    select * from numeric_following_bins
+
+),
+
+numeric_null_bins as (
+
+    select
+        model_name,
+        model_version,
+        feature_name,
+        count(*) + 1 as bin_id
+
+    from numeric_interval_bins
+    group by
+        model_name,
+        model_version,
+        feature_name
+
+),
+
+category_bins as (
+
+    select
+        model_name,
+        model_version,
+        feature_name,
+        value_category as category,
+        row_number() over (
+            partition by model_name, model_version, feature_name
+            order by value_category
+        ) as bin_id
+
+    from new_reference_values
+    where
+        feature_type = 'categorical'
+        and value_category is not null
+    group by
+        model_name,
+        model_version,
+        feature_name,
+        value_category
+
+),
+
+categorical_features as (
+
+    select
+        reference_totals.model_name,
+        reference_totals.model_version,
+        reference_totals.feature_name,
+        count(category_bins.bin_id) as n_categories
+
+    from reference_totals
+    left join category_bins
+        on
+            reference_totals.model_name = category_bins.model_name
+            and reference_totals.model_version = category_bins.model_version
+            and reference_totals.feature_name = category_bins.feature_name
+    where reference_totals.feature_type = 'categorical'
+    group by
+        reference_totals.model_name,
+        reference_totals.model_version,
+        reference_totals.feature_name
+
+),
+
+bins as (
+
+    select
+        model_name,
+        model_version,
+        feature_name,
+        'numeric' as feature_type,
+        bin_id,
+        '['
+        || coalesce(cast(lower_bound as {{ dbt.type_string() }}), '-inf')
+        || ', '
+        || coalesce(cast(upper_bound as {{ dbt.type_string() }}), '+inf')
+        || ')' as bin_label,
+        cast(null as {{ dbt.type_string() }}) as category,
+        lower_bound,
+        upper_bound
+
+    from numeric_interval_bins
+
+    union all
+
+    select
+        model_name,
+        model_version,
+        feature_name,
+        'numeric' as feature_type,
+        bin_id,
+        '__null__' as bin_label,
+        cast(null as {{ dbt.type_string() }}) as category,
+        cast(null as {{ type_double() }}) as lower_bound,
+        cast(null as {{ type_double() }}) as upper_bound
+
+    from numeric_null_bins
+
+    union all
+
+    select
+        model_name,
+        model_version,
+        feature_name,
+        'categorical' as feature_type,
+        bin_id,
+        category as bin_label,
+        category,
+        cast(null as {{ type_double() }}) as lower_bound,
+        cast(null as {{ type_double() }}) as upper_bound
+
+    from category_bins
+
+    union all
+
+    select
+        model_name,
+        model_version,
+        feature_name,
+        'categorical' as feature_type,
+        n_categories + 1 as bin_id,
+        '__unseen__' as bin_label,
+        cast(null as {{ dbt.type_string() }}) as category,
+        cast(null as {{ type_double() }}) as lower_bound,
+        cast(null as {{ type_double() }}) as upper_bound
+
+    from categorical_features
+
+    union all
+
+    select
+        model_name,
+        model_version,
+        feature_name,
+        'categorical' as feature_type,
+        n_categories + 2 as bin_id,
+        '__null__' as bin_label,
+        cast(null as {{ dbt.type_string() }}) as category,
+        cast(null as {{ type_double() }}) as lower_bound,
+        cast(null as {{ type_double() }}) as upper_bound
+
+    from categorical_features
+
+),
+
+binned_reference_values as (
+
+    {{ assign_feature_bins('new_reference_values', 'bins', 'model_version') }}
+
+),
+
+reference_bin_counts as (
+
+    select
+        model_name,
+        model_version,
+        feature_name,
+        bin_id,
+        count(*) as n_reference_rows_in_bin
+
+    from binned_reference_values
+    group by
+        model_name,
+        model_version,
+        feature_name,
+        bin_id
+
+),
+
+final as (
+
+    select
+        bins.model_name,
+        cast(bins.model_version as {{ dbt.type_int() }}) as model_version,
+        bins.feature_name,
+        bins.feature_type,
+        cast(bins.bin_id as {{ dbt.type_int() }}) as bin_id,
+        bins.bin_label,
+        bins.category,
+        bins.lower_bound,
+        bins.upper_bound,
+        cast(coalesce(reference_bin_counts.n_reference_rows_in_bin, 0) as {{ dbt.type_bigint() }})
+            as n_reference_rows_in_bin,
+        cast(reference_totals.n_reference as {{ dbt.type_bigint() }}) as n_reference
+
+    from bins
+    inner join reference_totals
+        on
+            bins.model_name = reference_totals.model_name
+            and bins.model_version = reference_totals.model_version
+            and bins.feature_name = reference_totals.feature_name
+    left join reference_bin_counts
+        on
+            bins.model_name = reference_bin_counts.model_name
+            and bins.model_version = reference_bin_counts.model_version
+            and bins.feature_name = reference_bin_counts.feature_name
+            and bins.bin_id = reference_bin_counts.bin_id
+
+)
+
+select * from final

@@ -1,0 +1,27 @@
+with
+
+source as (
+
+    select * from {{ source('raw', 'inference_log') }}
+
+),
+
+renamed as (
+
+    select
+        cast(model_name as {{ dbt.type_string() }}) as model_name,
+        cast(request_id as {{ dbt.type_string() }}) as request_id,
+        cast(model_version as {{ dbt.type_int() }}) as model_version,
+        cast(features as {{ dbt.type_string() }}) as features_json,
+        cast(prediction as {{ dbt.type_string() }}) as prediction,
+        cast(source as {{ dbt.type_string() }}) as source_name,
+        cast(probability as {{ type_double() }}) as probability,
+        cast(scored_at as {{ dbt.type_timestamp() }}) as scored_at,
+        cast(received_at as {{ dbt.type_timestamp() }}) as received_at,
+        cast(loaded_at as {{ dbt.type_timestamp() }}) as loaded_at
+
+    from source
+
+)
+
+select * from renamed

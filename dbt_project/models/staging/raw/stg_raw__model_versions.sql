@@ -1,0 +1,28 @@
+with
+
+source as (
+
+    select * from {{ source('raw', 'model_registry') }}
+
+),
+
+renamed as (
+
+    select
+        cast(model_name as {{ dbt.type_string() }}) as model_name,
+        cast(model_version as {{ dbt.type_int() }}) as model_version,
+        cast(trigger as {{ dbt.type_string() }}) as trigger,
+        cast(status as {{ dbt.type_string() }}) as status,
+        cast(artifact_sha256 as {{ dbt.type_string() }}) as artifact_sha256,
+        cast(metrics as {{ dbt.type_string() }}) as metrics_json,
+        cast(spec_fingerprint as {{ dbt.type_string() }}) as spec_fingerprint,
+        cast(n_training_rows as {{ dbt.type_int() }}) as n_training_rows,
+        cast(n_reference_rows as {{ dbt.type_int() }}) as n_reference_rows,
+        cast(created_at as {{ dbt.type_timestamp() }}) as created_at,
+        cast(loaded_at as {{ dbt.type_timestamp() }}) as loaded_at
+
+    from source
+
+)
+
+select * from renamed

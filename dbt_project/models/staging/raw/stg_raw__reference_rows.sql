@@ -1,0 +1,25 @@
+with
+
+source as (
+
+    select * from {{ source('raw', 'reference_rows') }}
+
+),
+
+renamed as (
+
+    select
+        cast(model_name as {{ dbt.type_string() }}) as model_name,
+        cast(model_version as {{ dbt.type_int() }}) as model_version,
+        cast(row_number as {{ dbt.type_int() }}) as reference_row_id,
+        cast(features as {{ dbt.type_string() }}) as features_json,
+        cast(prediction as {{ dbt.type_string() }}) as prediction,
+        cast(label as {{ dbt.type_string() }}) as label,
+        cast(probability as {{ type_double() }}) as probability,
+        cast(loaded_at as {{ dbt.type_timestamp() }}) as loaded_at
+
+    from source
+
+)
+
+select * from renamed

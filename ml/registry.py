@@ -1,0 +1,169 @@
+"""The model registry on disk: one folder per model version under `<home>/models/<model>/`.
+
+Each version folder holds the artifact (`model.skops`: skops does not execute code on load, and only
+the types in `TRUSTED_TYPES` are accepted), `version.json` (metadata, metrics, the artifact's
+SHA-256) and `reference.parquet` (the reference rows). The file `champion` names the version the API
+serves; it is replaced atomically. The warehouse mirrors all of this in `raw.model_registry` and
+`raw.reference_rows` (warehouse/ingest.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import skops.io as sio
+from sklearn.pipeline import Pipeline
+
+from ml.errors import DriftmartError
+from ml.spec import ModelSpec
+from ml.train import TrainedModel
+from warehouse.home import Home
+
+ARTIFACT = "model.skops"
+METADATA = "version.json"
+REFERENCE = "reference.parquet"
+CHAMPION = "champion"
+# The only non-default types a driftmart pipeline needs; anything else in an artifact is refused.
+TRUSTED_TYPES = ["numpy.dtype"]
+
+
+class RegistryError(DriftmartError):
+    """A registry problem the caller cannot fix by retrying: missing or unknown version."""
+
+
+class ArtifactIntegrityError(RegistryError):
+    """An artifact whose bytes do not match the SHA-256 recorded when it was registered."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    model_name: str
+    model_version: int
+    created_at: str
+    trigger: str
+    status: str
+    artifact_sha256: str
+    metrics: dict[str, float]
+    spec_fingerprint: str
+    n_training_rows: int
+    n_reference_rows: int
+    features: dict[str, str]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelVersion:
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__})
+
+
+def _model_dir(home: Home, model_name: str) -> Path:
+    return home.models / model_name
+
+
+def version_dir(home: Home, model_name: str, version: int) -> Path:
+    return _model_dir(home, model_name) / f"v{version}"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def list_versions(home: Home, model_name: str) -> list[ModelVersion]:
+    versions = []
+    for metadata in sorted(_model_dir(home, model_name).glob(f"v*/{METADATA}")):
+        versions.append(ModelVersion.from_dict(json.loads(metadata.read_text())))
+    return sorted(versions, key=lambda version: version.model_version)
+
+
+def get_version(home: Home, model_name: str, version: int) -> ModelVersion:
+    metadata = version_dir(home, model_name, version) / METADATA
+    if not metadata.exists():
+        raise RegistryError(f"model {model_name!r} has no version {version} in {home.models}")
+    return ModelVersion.from_dict(json.loads(metadata.read_text()))
+
+
+def champion_version(home: Home, model_name: str) -> int | None:
+    pointer = _model_dir(home, model_name) / CHAMPION
+    return int(pointer.read_text().strip()) if pointer.exists() else None
+
+
+def register(home: Home, spec: ModelSpec, trained: TrainedModel, *, trigger: str = "manual") -> ModelVersion:
+    """Save a trained model as the next version; the first version of a model becomes champion."""
+    existing = list_versions(home, spec.model)
+    version = existing[-1].model_version + 1 if existing else 1
+    target = version_dir(home, spec.model, version)
+    target.mkdir(parents=True, exist_ok=False)
+    _write_atomic(target / ARTIFACT, sio.dumps(trained.pipeline))
+    trained.reference.to_parquet(target / REFERENCE, index=False)
+    is_first = champion_version(home, spec.model) is None
+    model_version = ModelVersion(
+        model_name=spec.model,
+        model_version=version,
+        created_at=datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds"),
+        trigger=trigger,
+        status="champion" if is_first else "challenger",
+        artifact_sha256=sha256_of(target / ARTIFACT),
+        metrics=trained.metrics,
+        spec_fingerprint=spec.fingerprint,
+        n_training_rows=trained.n_training_rows,
+        n_reference_rows=len(trained.reference),
+        features=dict(spec.features),
+    )
+    # version.json is written last: a version without it is an interrupted registration, not a model.
+    _write_atomic(target / METADATA, json.dumps(asdict(model_version), indent=2).encode())
+    if is_first:
+        _write_atomic(_model_dir(home, spec.model) / CHAMPION, f"{version}\n".encode())
+    return model_version
+
+
+def load_pipeline(home: Home, model_name: str, version: int | None = None) -> tuple[Pipeline, ModelVersion]:
+    """Load a version's pipeline (default: the champion), verifying its SHA-256 before parsing it."""
+    if version is None:
+        version = champion_version(home, model_name)
+        if version is None:
+            raise RegistryError(
+                f"model {model_name!r} has no champion in {home.models}: run `driftmart train` first"
+            )
+    metadata = get_version(home, model_name, version)
+    artifact = version_dir(home, model_name, version) / ARTIFACT
+    if not artifact.exists():
+        raise ArtifactIntegrityError(f"artifact of {model_name} v{version} is missing: {artifact}")
+    data = artifact.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != metadata.artifact_sha256:
+        raise ArtifactIntegrityError(
+            f"artifact of {model_name} v{version} was modified after registration: "
+            f"{artifact} has SHA-256 {actual[:12]}…, the registry recorded "
+            f"{metadata.artifact_sha256[:12]}…; refusing to load it"
+        )
+    pipeline = sio.loads(data, trusted=TRUSTED_TYPES)
+    return pipeline, metadata
+
+
+def load_reference(home: Home, model_name: str, version: int) -> pd.DataFrame:
+    return pd.read_parquet(version_dir(home, model_name, version) / REFERENCE)

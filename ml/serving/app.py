@@ -1,0 +1,247 @@
+"""The model API (DESIGN.md §3.1b). It never opens the warehouse: every answered prediction is
+appended to the landing zone and fsynced before the answer is sent, so a 200 means "on disk".
+"""
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+from fastapi import Body, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
+from sklearn.pipeline import Pipeline
+
+from ml import registry
+from ml.serving.schemas import (
+    Feedback,
+    FeedbackAccepted,
+    ModelInfo,
+    Prediction,
+    prediction_request_model,
+)
+from ml.spec import ModelSpec
+from ml.train import feature_frame
+from warehouse.home import Home
+from warehouse.landing import LandingWriter
+
+logger = logging.getLogger("driftmart.serving")
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_BATCH = 1000
+CHAMPION_CHECK_SECONDS = 1.0
+
+
+class ServedModel:
+    """The champion pipeline, swapped atomically when the registry names a new champion.
+
+    A new champion that fails verification (missing or tampered artifact) is not loaded: the current
+    model keeps serving and the error is logged.
+    """
+
+    def __init__(self, home: Home, spec: ModelSpec) -> None:
+        self.home, self.spec = home, spec
+        self._lock = threading.Lock()
+        self._next_check = 0.0
+        self.pipeline, self.version = registry.load_pipeline(home, spec.model)
+
+    def current(self) -> tuple[Pipeline, registry.ModelVersion]:
+        now = time.monotonic()
+        if now >= self._next_check:
+            with self._lock:
+                if now >= self._next_check:
+                    self._next_check = now + CHAMPION_CHECK_SECONDS
+                    self._reload_if_changed()
+        return self.pipeline, self.version
+
+    def _reload_if_changed(self) -> None:
+        champion = registry.champion_version(self.home, self.spec.model)
+        if champion is None or champion == self.version.model_version:
+            return
+        try:
+            pipeline, version = registry.load_pipeline(self.home, self.spec.model, champion)
+        except (registry.RegistryError, OSError) as error:
+            logger.error("keeping model v%s: %s", self.version.model_version, error)
+            return
+        self.pipeline, self.version = pipeline, version  # readers see the old or the new pair
+        logger.info("now serving %s v%s", self.spec.model, version.model_version)
+
+
+def _error_response(status: int, message: str, fields: list[dict[str, Any]] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if fields is not None:
+        body["fields"] = fields
+    return JSONResponse(status_code=status, content=body)
+
+
+def _field_errors(errors: list[Any]) -> list[dict[str, Any]]:
+    fields = []
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ()) if part != "body"]
+        fields.append({"field": ".".join(location) or "(body)", "message": error.get("msg", "")})
+    return fields
+
+
+def create_app(
+    home: Home,
+    spec: ModelSpec,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> FastAPI:
+    """Build the API for the spec's model, serving the registry's champion from `home`."""
+    served = ServedModel(home, spec)
+    request_model = prediction_request_model(spec)
+    writers: dict[str, LandingWriter] = {}
+    metrics = CollectorRegistry()
+    requests_total = Counter(
+        "driftmart_api_requests",
+        "API requests by endpoint and HTTP status.",
+        ["endpoint", "status"],
+        registry=metrics,
+    )
+    latency = Histogram(
+        "driftmart_api_request_duration_seconds",
+        "API request latency by endpoint, including the durable log write.",
+        ["endpoint"],
+        registry=metrics,
+    )
+    predictions_total = Counter(
+        "driftmart_api_predictions", "Predictions answered and durably logged.", registry=metrics
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        writers["inference"] = LandingWriter(home.landing, "inference")
+        writers["feedback"] = LandingWriter(home.landing, "feedback")
+        try:
+            yield
+        finally:
+            for writer in writers.values():
+                writer.close()
+
+    app = FastAPI(title=f"driftmart model API: {spec.model}", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def limit_body_and_measure(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        endpoint = request.url.path
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > max_body_bytes):
+            response: Response = _error_response(
+                413, f"request body is larger than the limit of {max_body_bytes} bytes"
+            )
+        else:
+            response = await call_next(request)
+        requests_total.labels(endpoint, str(response.status_code)).inc()
+        latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        fields = _field_errors(list(error.errors()))
+        summary = "; ".join(f"{field['field']}: {field['message']}" for field in fields)
+        return _error_response(422, f"invalid request: {summary}", fields)
+
+    def _predict_rows(rows: list[BaseModel]) -> list[Prediction]:
+        pipeline, version = served.current()
+        frame = pd.DataFrame([{name: getattr(row, name) for name in spec.features} for row in rows])
+        probabilities = pipeline.predict_proba(feature_frame(spec, frame))
+        classes = pipeline.classes_
+        chosen = probabilities.argmax(axis=1)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        records, answers = [], []
+        for row, index, probability in zip(rows, chosen, probabilities[:, 1], strict=True):
+            request_id = getattr(row, spec.id) or uuid.uuid4().hex
+            scored_at = getattr(row, spec.timestamp) or now
+            if scored_at.tzinfo is not None:
+                scored_at = scored_at.astimezone(UTC).replace(tzinfo=None)
+            prediction = classes[index].item() if isinstance(classes[index], np.generic) else classes[index]
+            records.append(
+                {
+                    "model": spec.model,
+                    "request_id": request_id,
+                    "model_version": version.model_version,
+                    "scored_at": scored_at.isoformat(),
+                    "received_at": now.isoformat(),
+                    "features": {name: getattr(row, name) for name in spec.features},
+                    "prediction": prediction,
+                    "probability": float(probability),
+                }
+            )
+            answers.append(
+                Prediction(
+                    request_id=request_id,
+                    prediction=prediction,
+                    probability=float(probability),
+                    model_version=version.model_version,
+                )
+            )
+        writers["inference"].append(records)  # on disk before we answer
+        predictions_total.inc(len(records))
+        return answers
+
+    @app.post("/predict", response_model=Prediction)
+    def predict(payload: Annotated[request_model, Body()]) -> Prediction:  # type: ignore[valid-type]
+        return _predict_rows([payload])[0]
+
+    @app.post("/predict/batch", response_model=list[Prediction])
+    def predict_batch(payload: Annotated[list[request_model], Body()]) -> Any:  # type: ignore[valid-type]
+        if not payload:
+            return _error_response(
+                422,
+                "invalid request: the batch is empty",
+                [{"field": "(body)", "message": "empty batch"}],
+            )
+        if len(payload) > max_batch:
+            return _error_response(
+                413, f"batch of {len(payload)} rows is larger than the limit of {max_batch}"
+            )
+        return _predict_rows(payload)
+
+    @app.post("/feedback", response_model=FeedbackAccepted)
+    def feedback(payload: Annotated[Feedback | list[Feedback], Body()]) -> Any:
+        items = payload if isinstance(payload, list) else [payload]
+        if not items:
+            return _error_response(
+                422,
+                "invalid request: no feedback given",
+                [{"field": "(body)", "message": "empty list"}],
+            )
+        now = datetime.now(UTC).replace(tzinfo=None).isoformat()
+        writers["feedback"].append(
+            [
+                {
+                    "model": spec.model,
+                    "request_id": item.request_id,
+                    "label": item.label,
+                    "received_at": now,
+                }
+                for item in items
+            ]
+        )
+        return FeedbackAccepted(accepted=len(items))
+
+    @app.get("/model", response_model=ModelInfo)
+    def model_info() -> ModelInfo:
+        _, version = served.current()
+        return ModelInfo(model=spec.model, model_version=version.model_version, features=dict(spec.features))
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        _, version = served.current()
+        return {"status": "ok", "model": spec.model, "model_version": version.model_version}
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
+    return app

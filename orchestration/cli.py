@@ -1,0 +1,220 @@
+"""`driftmart`: the command line. It starts and orchestrates the other layers; no logic of its own.
+
+User mistakes (a bad spec, a missing file, nothing published yet) become one clear line on stderr
+and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+
+from ml.errors import DriftmartError
+
+EXIT_OK, EXIT_DRIFT, EXIT_ERROR = 0, 1, 2
+
+
+class UsageError(DriftmartError):
+    """A mistake in the command line itself."""
+
+
+def _home(args: argparse.Namespace):
+    from warehouse.home import Home
+
+    return Home.resolve(args.home)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ml import registry
+    from ml.datasets import training_set
+    from ml.spec import DEFAULT_SPEC_PATH, load_spec
+    from ml.train import train_model
+    from warehouse.connection import warehouse_writer
+    from warehouse.ingest import sync_registry, sync_spec, utc_now
+
+    spec = load_spec(args.spec)
+    home = _home(args).ensure()
+    if args.data:
+        path = Path(args.data)
+        if not path.exists():
+            raise UsageError(f"--data {path}: no such file")
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    elif args.spec is None or Path(args.spec).resolve() == DEFAULT_SPEC_PATH.resolve():
+        frame = training_set(seed=args.seed)
+    else:
+        raise UsageError("--data is required for a spec other than the synthetic demo model's")
+    trigger = "initial" if registry.champion_version(home, spec.model) is None else "manual"
+    version = registry.register(home, spec, train_model(spec, frame, seed=args.seed), trigger=trigger)
+    with warehouse_writer(home) as connection:
+        loaded_at = utc_now()
+        sync_spec(connection, spec, loaded_at)
+        sync_registry(connection, home, spec, loaded_at)
+    metrics = ", ".join(f"{name} {value:.3f}" for name, value in version.metrics.items())
+    print(f"registered {spec.model} v{version.model_version} ({version.status}); validation: {metrics}")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ml.serving.app import create_app
+    from ml.spec import load_spec
+
+    app = create_app(_home(args).ensure(), load_spec(args.spec))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ml.spec import load_spec
+    from orchestration.pipeline import latest_feature_drift, run_pipeline
+    from orchestration.report import drift_summary
+
+    spec = load_spec(args.spec)
+    home = _home(args).ensure()
+    outcome = run_pipeline(home, args.spec)
+    if not outcome.success:
+        print(
+            f"driftmart: run {outcome.run_id} failed at: {', '.join(outcome.failed_steps)}", file=sys.stderr
+        )
+        return EXIT_ERROR
+    rows = latest_feature_drift(home, spec)
+    text, drifted = drift_summary(rows, latest_only=True)
+    print(text)
+    return EXIT_DRIFT if drifted else EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from orchestration.demo import run_demo
+
+    return run_demo(_home(args), scenario=args.scenario, days=args.days, rows_per_day=args.rows_per_day)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from orchestration.instance import ensure_instance_dir
+
+    home = _home(args).ensure()
+    environment = {**os.environ, "DRIFTMART_HOME": str(home.root), "DAGSTER_HOME": ensure_instance_dir(home)}
+    if args.spec:
+        environment["DRIFTMART_SPEC"] = str(Path(args.spec).resolve())
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [
+        str(dagster) if dagster.exists() else "dagster",
+        "dev",
+        "-m",
+        "orchestration.definitions",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
+    print(f"Dagster UI for {home.root} on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    os.execvpe(command[0], command, environment)
+    return EXIT_OK  # not reached
+
+
+def _format_value(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (datetime, date)):
+        return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    return str(value)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from warehouse.connection import connect_published
+
+    with connect_published(_home(args)) as connection:
+        try:
+            cursor = connection.execute(args.query)
+        except duckdb.Error as error:
+            raise UsageError(f"query failed: {error}") from None
+        columns = [column[0] for column in cursor.description or []]
+        rows = cursor.fetchall()
+    if args.format == "json":
+        records = [dict(zip(columns, row, strict=True)) for row in rows]
+        print(json.dumps(records, default=_format_value, indent=2))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows([[_format_value(value) for value in row] for row in rows])
+    else:
+        from orchestration.report import render_table
+
+        print(render_table(columns, [[_format_value(value) for value in row] for row in rows]))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="driftmart", description="Monitor ML models in production from the data warehouse."
+    )
+    parser.add_argument(
+        "--home",
+        help="where the warehouse, landing zone, models and reports live "
+        "(default: $DRIFTMART_HOME or ./warehouse/data)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="the whole flow end to end on synthetic data with drift")
+    demo.add_argument(
+        "--scenario", default="covariate_shift", help="drift scenario (default: covariate_shift)"
+    )
+    demo.add_argument("--days", type=int, default=14, help="days of traffic to send (default 14)")
+    demo.add_argument("--rows-per-day", type=int, default=400, help="predictions per day (default 400)")
+    demo.set_defaults(handler=cmd_demo)
+
+    train = commands.add_parser("train", help="train and register a model version")
+    train.add_argument("--spec", help="monitoring spec YAML (default: the demo model car_loan)")
+    train.add_argument("--data", help="training data, CSV or Parquet (default: synthetic, demo model only)")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(handler=cmd_train)
+
+    serve = commands.add_parser("serve", help="run the model API")
+    serve.add_argument("--spec")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=cmd_serve)
+
+    run = commands.add_parser("run", help="one batch pass: ingest, dbt build, checks (exit 1 on drift)")
+    run.add_argument("--spec")
+    run.set_defaults(handler=cmd_run)
+
+    ui = commands.add_parser("ui", help="the Dagster UI on this home")
+    ui.add_argument("--spec")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(handler=cmd_ui)
+
+    sql = commands.add_parser("sql", help="a read-only query against the published warehouse")
+    sql.add_argument("query")
+    sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    sql.set_defaults(handler=cmd_sql)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except DriftmartError as error:
+        print(f"driftmart: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

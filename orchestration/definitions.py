@@ -1,0 +1,41 @@
+"""The one Dagster `Definitions` of driftmart: `dagster dev -m orchestration.definitions`.
+
+The home and spec come from `DRIFTMART_HOME` and `DRIFTMART_SPEC` (the CLI sets both).
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from orchestration.assets.dbt import dbt_resource, driftmart_dbt_assets
+from orchestration.assets.ingest import external_sources, raw_tables
+from orchestration.assets.publish import published_warehouse
+from orchestration.resources import DriftmartResource
+from warehouse.home import Home
+
+PIPELINE_JOB = "driftmart_pipeline"
+
+pipeline_job = dg.define_asset_job(
+    PIPELINE_JOB,
+    selection=dg.AssetSelection.assets(raw_tables, driftmart_dbt_assets, published_warehouse),
+    description="One batch pass: ingest landed logs, dbt build (drift marts and checks), publish.",
+)
+
+
+def build_definitions(home: str | None = None, spec_path: str | None = None) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[*external_sources, raw_tables, driftmart_dbt_assets, published_warehouse],
+        jobs=[pipeline_job],
+        resources={
+            "driftmart": DriftmartResource(
+                home_dir=str(Home.resolve(home).root),
+                spec_path=spec_path or os.environ.get("DRIFTMART_SPEC", ""),
+            ),
+            "dbt": dbt_resource(),
+        },
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,92 @@
+"""Shared fixtures: temporary homes, the demo spec, a trained model, and one built warehouse per
+session (each `dbt build` costs ~10 s, so tests that only read the marts share it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ml import registry
+from ml.datasets import DriftPlan, generate, training_set
+from ml.spec import ModelSpec, load_spec
+from ml.train import train_model
+from warehouse.home import Home
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def spec() -> ModelSpec:
+    return load_spec()
+
+
+@pytest.fixture(scope="session")
+def trained_template(tmp_path_factory: pytest.TempPathFactory, spec: ModelSpec) -> Home:
+    """A home with v1 of the demo model registered; copy it, never write to it."""
+    home = Home.resolve(tmp_path_factory.mktemp("trained-template")).ensure()
+    registry.register(home, spec, train_model(spec, training_set()), trigger="initial")
+    return home
+
+
+@pytest.fixture
+def trained_home(tmp_path: Path, trained_template: Home) -> Home:
+    """A fresh home of this test's own, with v1 of the demo model as champion."""
+    root = tmp_path / "home"
+    shutil.copytree(trained_template.root, root)
+    return Home.resolve(root)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Home:
+    return Home.resolve(tmp_path / "home").ensure()
+
+
+def traffic_records(frame: pd.DataFrame, target: str) -> list[dict]:
+    """Generated rows as JSON request bodies (timestamps as ISO strings, no label)."""
+    payload = frame.drop(columns=[target])
+    payload = payload.assign(scored_at=payload["scored_at"].map(lambda ts: ts.isoformat()))
+    return json.loads(payload.to_json(orient="records"))
+
+
+COVARIATE_PLAN = DriftPlan(
+    "covariate_shift", start=pd.Timestamp("2026-03-01").to_pydatetime(), days=6, drift_day=3
+)
+
+
+@pytest.fixture(scope="session")
+def built_home(
+    tmp_path_factory: pytest.TempPathFactory, trained_template: Home, spec: ModelSpec
+) -> Iterator[Home]:
+    """A home after the whole pipeline ran once in Dagster: traffic with a covariate shift in
+    `car_value` from day 3 of 6, labels, ingest, dbt build, publish. Read-only for tests."""
+    from fastapi.testclient import TestClient
+
+    from ml.serving.app import create_app
+    from orchestration.pipeline import run_pipeline
+
+    root = tmp_path_factory.mktemp("built") / "home"
+    shutil.copytree(trained_template.root, root)
+    home = Home.resolve(root)
+    plan = COVARIATE_PLAN
+    traffic = generate(
+        plan.scenario, start=plan.start, days=plan.days, rows_per_day=300, drift_day=plan.drift_day, seed=3
+    )
+    with TestClient(create_app(home, spec)) as client:
+        for start in range(0, len(traffic), 500):
+            chunk = traffic.iloc[start : start + 500]
+            assert client.post("/predict/batch", json=traffic_records(chunk, spec.target)).status_code == 200
+        labels = [
+            {"request_id": r, "label": int(y)}
+            for r, y in zip(traffic[spec.id], traffic[spec.target], strict=True)
+        ]
+        assert client.post("/feedback", json=labels).status_code == 200
+    outcome = run_pipeline(home)
+    assert outcome.success, outcome.failed_steps
+    yield home

@@ -1,0 +1,56 @@
+import pytest
+
+from ml import registry
+from ml.datasets import training_set
+from ml.train import TrainingDataError, train_model
+
+
+def test_first_version_is_champion_with_metrics_reference_and_hash(trained_home, spec):
+    (version,) = registry.list_versions(trained_home, spec.model)
+    assert (version.model_version, version.status, version.trigger) == (1, "champion", "initial")
+    assert version.metrics["roc_auc"] > 0.7
+    reference = registry.load_reference(trained_home, spec.model, 1)
+    assert len(reference) == version.n_reference_rows > 0
+    assert {*spec.features, spec.prediction, spec.prediction_proba, spec.target} <= set(reference.columns)
+    artifact = registry.version_dir(trained_home, spec.model, 1) / registry.ARTIFACT
+    assert registry.sha256_of(artifact) == version.artifact_sha256
+    pipeline, loaded = registry.load_pipeline(trained_home, spec.model)
+    assert loaded == version
+    assert pipeline.predict_proba(reference[list(spec.features)]).shape == (len(reference), 2)
+
+
+def test_next_version_is_a_challenger_and_champion_stays(trained_home, spec):
+    version = registry.register(
+        trained_home, spec, train_model(spec, training_set(1000, seed=3)), trigger="manual"
+    )
+    assert (version.model_version, version.status) == (2, "challenger")
+    assert registry.champion_version(trained_home, spec.model) == 1
+
+
+def test_tampered_artifact_is_refused_before_loading(trained_home, spec):
+    artifact = registry.version_dir(trained_home, spec.model, 1) / registry.ARTIFACT
+    data = bytearray(artifact.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    artifact.write_bytes(bytes(data))
+    with pytest.raises(
+        registry.ArtifactIntegrityError, match="modified after registration.*refusing to load"
+    ):
+        registry.load_pipeline(trained_home, spec.model)
+
+
+def test_missing_artifact_and_missing_model_are_clear_errors(trained_home, spec):
+    (registry.version_dir(trained_home, spec.model, 1) / registry.ARTIFACT).unlink()
+    with pytest.raises(registry.ArtifactIntegrityError, match="is missing"):
+        registry.load_pipeline(trained_home, spec.model)
+    with pytest.raises(registry.RegistryError, match="run `driftmart train` first"):
+        registry.load_pipeline(trained_home, "other_model")
+
+
+def test_training_data_errors_name_the_column(spec):
+    frame = training_set(200)
+    with pytest.raises(TrainingDataError, match="missing feature column.*region"):
+        train_model(spec, frame.drop(columns=["region"]))
+    bad = frame.astype({"car_value": object})
+    bad.loc[7, "car_value"] = "expensive"
+    with pytest.raises(TrainingDataError, match="'car_value': 'expensive' at row 7 is not a number"):
+        train_model(spec, bad)

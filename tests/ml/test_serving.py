@@ -1,0 +1,137 @@
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ml import registry
+from ml.datasets import generate
+from ml.serving.app import create_app
+from tests.conftest import traffic_records
+from warehouse.landing import list_segments
+
+
+@pytest.fixture
+def rows(spec):
+    return traffic_records(generate("no_drift", days=1, rows_per_day=20, seed=2), spec.target)
+
+
+@pytest.fixture
+def client(trained_home, spec):
+    with TestClient(create_app(trained_home, spec, max_body_bytes=64 * 1024, max_batch=50)) as client:
+        yield client
+
+
+def landed(home, stream="inference"):
+    return [
+        json.loads(line)
+        for path in list_segments(home.landing, stream)
+        for line in path.read_text().splitlines()
+    ]
+
+
+def test_predict_answers_and_logs_before_answering(client, trained_home, rows):
+    response = client.post("/predict", json=rows[0])
+    assert response.status_code == 200
+    body = response.json()
+    assert body["request_id"] == rows[0]["request_id"]
+    assert body["model_version"] == 1
+    assert body["prediction"] in (0, 1)
+    assert 0.0 <= body["probability"] <= 1.0
+    (record,) = landed(trained_home)
+    assert record["request_id"] == rows[0]["request_id"]
+    assert record["features"]["car_value"] == rows[0]["car_value"]
+    assert record["scored_at"].startswith(rows[0]["scored_at"][:19])
+
+
+def test_batch_is_answered_in_order_and_ids_are_generated(client, trained_home, rows):
+    rows[1].pop("request_id")
+    response = client.post("/predict/batch", json=rows)
+    assert response.status_code == 200
+    answers = response.json()
+    assert [a["request_id"] for a in answers][:1] == [rows[0]["request_id"]]
+    assert len(answers[1]["request_id"]) == 32
+    assert [a["request_id"] for a in answers][2:] == [r["request_id"] for r in rows[2:]]
+    assert len(landed(trained_home)) == len(rows)
+
+
+def test_null_is_a_missing_value_and_unseen_category_is_valid(client, rows):
+    row = {**rows[0], "credit_score": None, "region": "atlantis"}
+    assert client.post("/predict", json=row).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        (lambda r: r.pop("car_value"), "car_value", "Field required"),
+        (lambda r: r.update(car_value="cheap"), "car_value", "number"),
+        (lambda r: r.update(car_value=True), "car_value", "number"),
+        (lambda r: r.update(region=3), "region", "string"),
+        (lambda r: r.update(colour="blue"), "colour", "Extra inputs are not permitted"),
+        (lambda r: r.update(request_id=""), "request_id", "at least 1 character"),
+    ],
+)
+def test_invalid_request_is_422_naming_the_field(client, rows, change, field, message):
+    row = dict(rows[0])
+    change(row)
+    response = client.post("/predict", json=row)
+    assert response.status_code == 422
+    body = response.json()
+    assert field in body["error"]
+    assert any(item["field"] == field and message in item["message"] for item in body["fields"])
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_finite_numbers_are_refused(client, rows, token):
+    text = json.dumps(rows[0]).replace(json.dumps(rows[0]["car_value"]), token, 1)
+    response = client.post("/predict", content=text, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert "car_value" in response.json()["error"]
+
+
+def test_wrong_shapes_empty_and_oversized_batches(client, rows, trained_home):
+    assert client.post("/predict", json=[rows[0]]).status_code == 422
+    empty = client.post("/predict/batch", json=[])
+    assert empty.status_code == 422 and "empty" in empty.json()["error"]
+    too_many = client.post("/predict/batch", json=rows * 3)
+    assert too_many.status_code == 413 and "limit of 50" in too_many.json()["error"]
+    huge = client.post(
+        "/predict/batch", content=b"[" + b" " * 70_000 + b"]", headers={"content-type": "application/json"}
+    )
+    assert huge.status_code == 413
+    bad_row = client.post("/predict/batch", json=[rows[0], {**rows[1], "car_value": "x"}])
+    assert bad_row.status_code == 422 and bad_row.json()["fields"][0]["field"] == "1.car_value"
+    assert landed(trained_home) == []  # nothing of a refused request is logged
+
+
+def test_feedback_single_and_list(client, trained_home):
+    assert client.post("/feedback", json={"request_id": "a", "label": 1}).json() == {"accepted": 1}
+    assert client.post(
+        "/feedback", json=[{"request_id": "b", "label": "0"}, {"request_id": "c", "label": 0}]
+    ).json() == {"accepted": 2}
+    assert client.post("/feedback", json={"request_id": "d"}).status_code == 422
+    assert [r["request_id"] for r in landed(trained_home, "feedback")] == ["a", "b", "c"]
+
+
+def test_model_health_and_metrics(client, spec, rows):
+    assert client.get("/model").json() == {"model": "car_loan", "model_version": 1, "features": spec.features}
+    assert client.get("/health").json()["status"] == "ok"
+    client.post("/predict", json=rows[0])
+    text = client.get("/metrics").text
+    assert 'driftmart_api_requests_total{endpoint="/predict",status="200"} 1.0' in text
+    assert "driftmart_api_predictions_total 1.0" in text
+
+
+def test_new_champion_is_picked_up_and_a_tampered_one_is_not(trained_home, spec, rows, monkeypatch):
+    from ml.datasets import training_set
+    from ml.serving import app as app_module
+    from ml.train import train_model
+
+    monkeypatch.setattr(app_module, "CHAMPION_CHECK_SECONDS", 0.0)
+    with TestClient(create_app(trained_home, spec)) as client:
+        version = registry.register(trained_home, spec, train_model(spec, training_set(800, seed=5)))
+        artifact = registry.version_dir(trained_home, spec.model, version.model_version) / registry.ARTIFACT
+        artifact.write_bytes(artifact.read_bytes() + b"tampered")
+        (trained_home.models / spec.model / registry.CHAMPION).write_text("2\n")
+        assert client.post("/predict", json=rows[0]).json()["model_version"] == 1
+        artifact.write_bytes(artifact.read_bytes()[: -len(b"tampered")])
+        assert client.post("/predict", json=rows[1]).json()["model_version"] == 2

@@ -1,0 +1,162 @@
+import json
+import multiprocessing
+import os
+import signal
+
+import duckdb
+import pytest
+
+from warehouse.connection import warehouse_writer
+from warehouse.ingest import ingest
+from warehouse.landing import LandingWriter, is_segment_live, list_segments, read_segment
+
+
+def record(spec, request_id, **features):
+    values = {name: (1.0 if kind == "numeric" else "a") for name, kind in spec.features.items()}
+    values.update(features)
+    return {
+        "model": spec.model,
+        "request_id": request_id,
+        "model_version": 1,
+        "scored_at": "2026-03-01T10:00:00",
+        "received_at": "2026-03-01T10:00:01",
+        "features": values,
+        "prediction": 1,
+        "probability": 0.7,
+    }
+
+
+def run_ingest(home, spec):
+    with warehouse_writer(home) as connection:
+        return ingest(connection, home, spec)
+
+
+def query(home, sql):
+    with duckdb.connect(str(home.warehouse), read_only=True) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def test_each_line_is_loaded_exactly_once_across_runs(trained_home, spec):
+    writer = LandingWriter(trained_home.landing, "inference")
+    writer.append([record(spec, f"r{i}") for i in range(5)])
+    first = run_ingest(trained_home, spec)  # the writer is alive: its segment stays open
+    writer.append([record(spec, f"r{i}") for i in range(5, 8)])
+    second = run_ingest(trained_home, spec)
+    writer.close()
+    third = run_ingest(trained_home, spec)
+    fourth = run_ingest(trained_home, spec)
+    assert (first.inference_rows, second.inference_rows, third.inference_rows, fourth.inference_rows) == (
+        5,
+        3,
+        0,
+        0,
+    )
+    assert query(trained_home, "select count(*), count(distinct request_id) from raw.inference_log") == [
+        (8, 8)
+    ]
+    assert query(trained_home, "select is_complete, lines_loaded from raw.landing_manifest") == [(True, 8)]
+
+
+def test_client_retries_are_stored_once(trained_home, spec):
+    writer = LandingWriter(trained_home.landing, "inference")
+    writer.append([record(spec, "same"), record(spec, "same")])
+    writer.append([record(spec, "same")])
+    writer.close()
+    result = run_ingest(trained_home, spec)
+    assert (result.inference_rows, result.duplicates) == (1, 2)
+    assert query(trained_home, "select count(*) from raw.inference_log") == [(1,)]
+
+
+def _write_then_die(landing, whole: dict, line: bytes) -> None:
+    writer = LandingWriter(landing, "inference")
+    writer.append([whole])
+    os.write(writer._descriptor, line)  # a torn write: no newline, then the process is killed
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_torn_last_line_of_a_dead_writer_is_quarantined(trained_home, spec):
+    good = json.dumps(record(spec, "whole")).encode()
+    process = multiprocessing.get_context("fork").Process(
+        target=_write_then_die, args=(trained_home.landing, record(spec, "acknowledged"), good[:40])
+    )
+    process.start()
+    process.join()
+    assert process.exitcode == -signal.SIGKILL
+    (segment,) = list_segments(trained_home.landing, "inference")
+    assert not is_segment_live(segment)
+    result = run_ingest(trained_home, spec)
+    assert (result.inference_rows, result.quarantined) == (1, 1)
+    ((line, reason),) = query(trained_home, "select line, reason from raw.quarantine")
+    assert line == good[:40].decode()
+    assert reason.startswith("torn line")
+    assert query(trained_home, "select request_id from raw.inference_log") == [("acknowledged",)]
+    assert run_ingest(trained_home, spec).quarantined == 0  # counted once
+
+
+def test_unfinished_line_of_a_live_writer_waits(trained_home, spec):
+    writer = LandingWriter(trained_home.landing, "inference")
+    writer.append([record(spec, "a")])
+    os.write(writer._descriptor, b'{"model": "car_')
+    read = read_segment(writer.segment, 0)
+    assert read.torn_tail is None and not read.is_finished and len(read.lines) == 1
+    assert run_ingest(trained_home, spec).quarantined == 0
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"not json", "not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+        (b"[1, 2]", "expected a JSON object, got list"),
+        (None, "feature 'car_value': expected a finite number or null, got 'big'"),
+        (None, "features: unknown colour"),
+        (None, "scored_at: 'yesterday' is not an ISO-8601 timestamp"),
+        (None, "model: 'other' has no spec in this warehouse"),
+    ],
+)
+def test_malformed_lines_are_quarantined_with_the_reason(trained_home, spec, line, reason):
+    if line is None:
+        bad = record(spec, "bad")
+        if "car_value" in reason:
+            bad["features"]["car_value"] = "big"
+        elif "colour" in reason:
+            bad["features"]["colour"] = "red"
+        elif "scored_at" in reason:
+            bad["scored_at"] = "yesterday"
+        else:
+            bad["model"] = "other"
+        line = json.dumps(bad).encode()
+    directory = trained_home.landing / "inference"
+    directory.mkdir(parents=True)
+    good = json.dumps(record(spec, "good")).encode()
+    (directory / "20260301T000000000000-1-000000.jsonl").write_bytes(line + b"\n" + good + b"\n")
+    result = run_ingest(trained_home, spec)
+    assert (result.inference_rows, result.quarantined) == (1, 1)
+    assert query(trained_home, "select reason from raw.quarantine") == [(reason,)]
+
+
+def test_feedback_labels_latest_wins(trained_home, spec):
+    writer = LandingWriter(trained_home.landing, "feedback")
+    writer.append(
+        [{"model": spec.model, "request_id": "r1", "label": 0, "received_at": "2026-03-02T00:00:00"}]
+    )
+    writer.append(
+        [{"model": spec.model, "request_id": "r1", "label": 1, "received_at": "2026-03-03T00:00:00"}]
+    )
+    writer.close()
+    run_ingest(trained_home, spec)
+    assert query(trained_home, "select request_id, label from raw.labels") == [("r1", "1")]
+
+
+def test_spec_and_registry_are_mirrored(trained_home, spec):
+    run_ingest(trained_home, spec)
+    run_ingest(trained_home, spec)
+    assert query(trained_home, "select model_version, status, trigger from raw.model_registry") == [
+        (1, "champion", "initial")
+    ]
+    features = query(
+        trained_home, "select feature_name, feature_type from raw.model_features order by feature_position"
+    )
+    assert features == list(spec.features.items())
+    (count,) = query(trained_home, "select count(*) from raw.reference_rows")[0]
+    assert count > 0

@@ -1,0 +1,375 @@
+"""Ingest: load landed lines into the raw tables exactly once, and mirror the spec and registry.
+
+Exactly once: `raw.landing_manifest` records, per segment, how many bytes are loaded. New rows, the
+quarantined lines and the manifest's new offset are written in one transaction, so an interrupted
+ingest leaves no trace and the next one starts from the same offset. Rows are keyed by
+(model_name, request_id): a client retry that landed twice is stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from ml import registry
+from ml.spec import ModelSpec
+from warehouse.home import Home
+from warehouse.landing import STREAMS, list_segments, read_segment
+
+
+@dataclass
+class IngestResult:
+    inference_rows: int = 0
+    label_rows: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    segments_read: int = 0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+
+
+class LineError(ValueError):
+    """Why one landed line cannot be loaded."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def parse_timestamp(value: Any, name: str) -> datetime:
+    if not isinstance(value, str):
+        raise LineError(f"{name}: expected an ISO-8601 timestamp string, got {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise LineError(f"{name}: {value!r} is not an ISO-8601 timestamp") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def _text(record: dict[str, Any], name: str) -> str:
+    value = record.get(name)
+    if not isinstance(value, str) or not value:
+        raise LineError(f"{name}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _number_or_none(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise LineError(f"{name}: expected a finite number or null, got {value!r}")
+    return float(value)
+
+
+def _scalar_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def features_json(features: dict[str, Any], feature_types: dict[str, str]) -> str:
+    """Check landed feature values against the spec's types; return them as canonical JSON."""
+    if not isinstance(features, dict):
+        raise LineError(f"features: expected an object, got {type(features).__name__}")
+    missing = [name for name in feature_types if name not in features]
+    if missing:
+        raise LineError(f"features: missing {', '.join(missing)}")
+    unknown = sorted(set(features) - set(feature_types))
+    if unknown:
+        raise LineError(f"features: unknown {', '.join(unknown)}")
+    for name, kind in feature_types.items():
+        value = features[name]
+        if kind == "numeric":
+            _number_or_none(value, f"feature {name!r}")
+        elif value is not None and not isinstance(value, str):
+            raise LineError(f"feature {name!r}: expected a string or null, got {value!r}")
+    return json.dumps({name: features[name] for name in feature_types}, separators=(",", ":"))
+
+
+def parse_inference_line(line: bytes, specs: dict[str, dict[str, str]]) -> dict[str, Any]:
+    record = _json_object(line)
+    model_name = _text(record, "model")
+    if model_name not in specs:
+        raise LineError(f"model: {model_name!r} has no spec in this warehouse")
+    version = record.get("model_version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+        raise LineError(f"model_version: expected an integer, got {version!r}")
+    return {
+        "model_name": model_name,
+        "request_id": _text(record, "request_id"),
+        "model_version": version,
+        "features": features_json(record.get("features"), specs[model_name]),
+        "prediction": _scalar_text(record.get("prediction")),
+        "probability": _number_or_none(record.get("probability"), "probability"),
+        "scored_at": parse_timestamp(record.get("scored_at"), "scored_at"),
+        "received_at": parse_timestamp(record.get("received_at"), "received_at")
+        if record.get("received_at") is not None
+        else None,
+    }
+
+
+def parse_feedback_line(line: bytes, specs: dict[str, dict[str, str]]) -> dict[str, Any]:
+    record = _json_object(line)
+    model_name = _text(record, "model")
+    if model_name not in specs:
+        raise LineError(f"model: {model_name!r} has no spec in this warehouse")
+    label = _scalar_text(record.get("label"))
+    if label is None:
+        raise LineError("label: missing")
+    return {
+        "model_name": model_name,
+        "request_id": _text(record, "request_id"),
+        "label": label,
+        "labelled_at": parse_timestamp(record.get("received_at"), "received_at")
+        if record.get("received_at") is not None
+        else None,
+    }
+
+
+def _json_object(line: bytes) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise LineError(f"not valid JSON: {error}") from None
+    if not isinstance(record, dict):
+        raise LineError(f"expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+PARSERS = {"inference": parse_inference_line, "feedback": parse_feedback_line}
+
+
+def sync_spec(connection: duckdb.DuckDBPyConnection, spec: ModelSpec, loaded_at: datetime) -> None:
+    """Mirror the spec into raw.monitored_models / raw.model_features, which dbt reads."""
+    connection.execute(
+        "insert or replace into raw.monitored_models values (?, ?, ?, ?, ?, ?)",
+        [
+            spec.model,
+            spec.window_seconds,
+            spec.statistics,
+            spec.thresholds["psi"],
+            json.dumps(spec.to_dict()),
+            loaded_at,
+        ],
+    )
+    connection.execute("delete from raw.model_features where model_name = ?", [spec.model])
+    connection.executemany(
+        "insert into raw.model_features values (?, ?, ?, ?, ?)",
+        [
+            [spec.model, name, kind, position, loaded_at]
+            for position, (name, kind) in enumerate(spec.features.items())
+        ],
+    )
+
+
+def sync_registry(
+    connection: duckdb.DuckDBPyConnection, home: Home, spec: ModelSpec, loaded_at: datetime
+) -> int:
+    """Mirror the on-disk registry; each version's reference rows are loaded once. Returns new versions."""
+    loaded_versions = {
+        version
+        for (version,) in connection.execute(
+            "select distinct model_version from raw.reference_rows where model_name = ?",
+            [spec.model],
+        ).fetchall()
+    }
+    new_versions = 0
+    for version in registry.list_versions(home, spec.model):
+        connection.execute(
+            "insert or replace into raw.model_registry values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                version.model_name,
+                version.model_version,
+                datetime.fromisoformat(version.created_at),
+                version.trigger,
+                version.status,
+                version.artifact_sha256,
+                json.dumps(version.metrics),
+                version.spec_fingerprint,
+                version.n_training_rows,
+                version.n_reference_rows,
+                loaded_at,
+            ],
+        )
+        if version.model_version in loaded_versions:
+            continue
+        reference = registry.load_reference(home, spec.model, version.model_version)
+        rows = reference_rows_frame(spec, reference, version.model_version, loaded_at)
+        connection.register("reference_batch", rows)
+        connection.execute("insert into raw.reference_rows select * from reference_batch")
+        connection.unregister("reference_batch")
+        new_versions += 1
+    return new_versions
+
+
+def reference_rows_frame(
+    spec: ModelSpec, reference: pd.DataFrame, version: int, loaded_at: datetime
+) -> pd.DataFrame:
+    features = reference[list(spec.features)].astype(object)
+    features = features.where(features.notna(), None)
+    proba_column = spec.prediction_proba or "probability"
+    return pd.DataFrame(
+        {
+            "model_name": spec.model,
+            "model_version": version,
+            "row_number": np.arange(len(reference), dtype=np.int32),
+            "features": [
+                json.dumps(_plain(row), separators=(",", ":")) for row in features.to_dict(orient="records")
+            ],
+            "prediction": reference[spec.prediction].astype(str),
+            "probability": reference[proba_column].astype(float) if proba_column in reference else np.nan,
+            "label": reference[spec.target].astype(str) if spec.target in reference else None,
+            "loaded_at": loaded_at,
+        }
+    )
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """numpy scalars to JSON-able Python values."""
+    return {key: value.item() if isinstance(value, np.generic) else value for key, value in row.items()}
+
+
+def _known_specs(connection: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
+    specs: dict[str, dict[str, str]] = {}
+    for model_name, feature_name, feature_type in connection.execute(
+        "select model_name, feature_name, feature_type from raw.model_features "
+        "order by model_name, feature_position"
+    ).fetchall():
+        specs.setdefault(model_name, {})[feature_name] = feature_type
+    return specs
+
+
+INSERT_SQL = {
+    "inference": """
+        insert or ignore into raw.inference_log
+        select model_name, request_id, model_version, features, prediction, probability,
+               scored_at, received_at, ?, source
+        from batch
+    """,
+    # A later label for the same request replaces the earlier one (corrections win).
+    "feedback": """
+        insert or replace into raw.labels
+        select model_name, request_id, label, labelled_at, ?, source
+        from batch
+    """,
+}
+COLUMNS = {
+    "inference": [
+        "model_name",
+        "request_id",
+        "model_version",
+        "features",
+        "prediction",
+        "probability",
+        "scored_at",
+        "received_at",
+        "source",
+    ],
+    "feedback": ["model_name", "request_id", "label", "labelled_at", "source"],
+}
+TABLES = {"inference": "raw.inference_log", "feedback": "raw.labels"}
+
+
+def _ingest_segment(
+    connection: duckdb.DuckDBPyConnection,
+    home: Home,
+    stream: str,
+    segment: Path,
+    specs: dict[str, dict[str, str]],
+    loaded_at: datetime,
+    result: IngestResult,
+) -> None:
+    name = str(segment.relative_to(home.landing))
+    manifest = connection.execute(
+        "select bytes_loaded, lines_loaded, lines_quarantined, is_complete "
+        "from raw.landing_manifest where segment = ?",
+        [name],
+    ).fetchall()
+    offset, lines_loaded, lines_quarantined, is_complete = manifest[0] if manifest else (0, 0, 0, False)
+    if is_complete:
+        return
+    read = read_segment(segment, offset)
+    if not read.lines and read.torn_tail is None and not read.is_finished:
+        return
+    rows, quarantine = [], []
+    for line_offset, line in read.lines:
+        try:
+            row = PARSERS[stream](line, specs)
+        except LineError as error:
+            quarantine.append((name, line_offset, str(error), line.decode("utf-8", "replace")))
+            continue
+        row["source"] = name
+        rows.append(row)
+    if read.torn_tail is not None:
+        reason = "torn line: the segment ends without a newline (its writer stopped mid-write)"
+        quarantine.append((name, read.end_offset, reason, read.torn_tail.decode("utf-8", "replace")))
+    end_offset = read.end_offset + (len(read.torn_tail) if read.torn_tail is not None else 0)
+
+    connection.execute("begin transaction")
+    try:
+        inserted = 0
+        if rows:
+            keep = "first" if stream == "inference" else "last"
+            batch = pd.DataFrame(rows, columns=COLUMNS[stream]).drop_duplicates(
+                ["model_name", "request_id"], keep=keep
+            )
+            before = connection.execute(f"select count(*) from {TABLES[stream]}").fetchall()[0][0]
+            connection.register("batch", batch)
+            connection.execute(INSERT_SQL[stream], [loaded_at])
+            connection.unregister("batch")
+            after = connection.execute(f"select count(*) from {TABLES[stream]}").fetchall()[0][0]
+            inserted = after - before
+            if stream == "inference":
+                result.duplicates += len(rows) - inserted
+        if quarantine:
+            connection.executemany(
+                "insert or ignore into raw.quarantine values (?, ?, ?, ?, ?)",
+                [[*entry, loaded_at] for entry in quarantine],
+            )
+        connection.execute(
+            "insert or replace into raw.landing_manifest values (?, ?, ?, ?, ?, ?, ?)",
+            [
+                name,
+                stream,
+                end_offset,
+                lines_loaded + len(rows),
+                lines_quarantined + len(quarantine),
+                read.is_finished,
+                loaded_at,
+            ],
+        )
+        connection.execute("commit")
+    except BaseException:
+        connection.execute("rollback")
+        raise
+    if stream == "inference":
+        result.inference_rows += inserted
+    else:
+        result.label_rows += len(rows)
+    result.quarantined += len(quarantine)
+    for _, _, reason, _ in quarantine:
+        kind = reason.split(":", 1)[0]
+        result.quarantine_reasons[kind] = result.quarantine_reasons.get(kind, 0) + 1
+    result.segments_read += 1
+
+
+def ingest(connection: duckdb.DuckDBPyConnection, home: Home, spec: ModelSpec) -> IngestResult:
+    """Sync spec and registry, then load every landed line not loaded before. Hold the writer lock."""
+    loaded_at = utc_now()
+    sync_spec(connection, spec, loaded_at)
+    sync_registry(connection, home, spec, loaded_at)
+    specs = _known_specs(connection)
+    result = IngestResult()
+    for stream in STREAMS:
+        for segment in list_segments(home.landing, stream):
+            _ingest_segment(connection, home, stream, segment, specs, loaded_at, result)
+    return result

@@ -1,0 +1,99 @@
+-- Raw schema of the driftmart warehouse (DESIGN.md §3.3). Only the ingest step writes these tables;
+-- dbt reads them as sources. Timestamps are UTC, stored without a time zone.
+create schema if not exists raw;
+
+-- One row per logged prediction. `features` is a JSON object {feature_name: value}; the feature
+-- list and types live in raw.model_features (written from the spec), so one table serves any model.
+create table if not exists raw.inference_log (
+    model_name varchar not null,
+    request_id varchar not null,
+    model_version integer,
+    features varchar not null,
+    prediction varchar,
+    probability double,
+    scored_at timestamp not null,
+    received_at timestamp,
+    loaded_at timestamp not null,
+    source varchar not null,
+    primary key (model_name, request_id)
+);
+
+-- Delayed ground truth, one row per request (a later label for the same request replaces it).
+create table if not exists raw.labels (
+    model_name varchar not null,
+    request_id varchar not null,
+    label varchar not null,
+    labelled_at timestamp,
+    loaded_at timestamp not null,
+    source varchar not null,
+    primary key (model_name, request_id)
+);
+
+-- The reference set of each model version: its held-out validation rows with predictions.
+create table if not exists raw.reference_rows (
+    model_name varchar not null,
+    model_version integer not null,
+    row_number integer not null,
+    features varchar not null,
+    prediction varchar,
+    probability double,
+    label varchar,
+    loaded_at timestamp not null,
+    primary key (model_name, model_version, row_number)
+);
+
+-- Mirror of the on-disk model registry (ml/registry.py), one row per model version.
+create table if not exists raw.model_registry (
+    model_name varchar not null,
+    model_version integer not null,
+    created_at timestamp not null,
+    trigger varchar not null,
+    status varchar not null,
+    artifact_sha256 varchar not null,
+    metrics varchar not null,
+    spec_fingerprint varchar not null,
+    n_training_rows integer not null,
+    n_reference_rows integer not null,
+    loaded_at timestamp not null,
+    primary key (model_name, model_version)
+);
+
+-- The monitoring spec of each model, as dbt reads it (never a hand-copied list in SQL).
+create table if not exists raw.monitored_models (
+    model_name varchar not null primary key,
+    window_seconds integer not null,
+    statistics varchar not null,
+    psi_threshold double not null,
+    spec varchar not null,
+    loaded_at timestamp not null
+);
+
+create table if not exists raw.model_features (
+    model_name varchar not null,
+    feature_name varchar not null,
+    feature_type varchar not null,
+    feature_position integer not null,
+    loaded_at timestamp not null,
+    primary key (model_name, feature_name)
+);
+
+-- Which landing segments are loaded, and how far: the ingest step's exactly-once bookkeeping.
+create table if not exists raw.landing_manifest (
+    segment varchar not null primary key,
+    stream varchar not null,
+    bytes_loaded bigint not null,
+    lines_loaded bigint not null,
+    lines_quarantined bigint not null,
+    is_complete boolean not null,
+    updated_at timestamp not null
+);
+
+-- Lines that could not be loaded, with the reason: counted and kept, never dropped silently.
+create table if not exists raw.quarantine (
+    source varchar not null,
+    byte_offset bigint not null,
+    reason varchar not null,
+    line varchar not null,
+    quarantined_at timestamp not null,
+    primary key (source, byte_offset)
+);
