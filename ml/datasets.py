@@ -69,7 +69,7 @@ class DriftPlan:
         }[self.scenario]
 
 
-def _check_scenario(scenario: str) -> None:
+def check_scenario(scenario: str) -> None:
     if scenario not in SCENARIOS:
         raise UnknownScenarioError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
 
@@ -145,7 +145,7 @@ def generate(
 
     Columns: `request_id`, `scored_at` (UTC, naive), the spec's features and the label `repaid`.
     """
-    _check_scenario(scenario)
+    check_scenario(scenario)
     if days < 1 or rows_per_day < 1:
         raise ValueError("days and rows_per_day must be at least 1")
     start = start or datetime(2026, 1, 1)

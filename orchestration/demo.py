@@ -19,7 +19,7 @@ import httpx
 import pandas as pd
 
 from ml import registry
-from ml.datasets import DriftPlan, generate, training_set
+from ml.datasets import DriftPlan, check_scenario, generate, training_set
 from ml.errors import DriftmartError
 from ml.spec import load_spec
 from ml.train import train_model
@@ -44,7 +44,7 @@ def _step(number: int, total: int, text: str) -> None:
 
 def prepare_home(home: Home) -> None:
     """Start from an empty home; refuse to wipe one that holds anything but an earlier demo."""
-    if home.root.exists() and any(home.root.iterdir()):
+    if home.root.exists() and any(path.is_file() for path in home.root.rglob("*")):
         if not (home.root / DEMO_MARKER).exists():
             raise DemoError(
                 f"{home.root} holds data that the demo did not create; "
@@ -120,6 +120,7 @@ def run_demo(
 ) -> int:
     started = time.monotonic()
     total = 6
+    check_scenario(scenario)
     spec = load_spec()
     prepare_home(home)
     today = datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)

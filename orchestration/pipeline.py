@@ -6,6 +6,7 @@ disagree and the UI lists the CLI's runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -24,8 +25,12 @@ class PipelineOutcome:
     warnings: list[str]
 
 
-def run_pipeline(home: Home, spec_path: str | None = None) -> PipelineOutcome:
-    """Ingest, dbt build and publish; returns whether the run succeeded and the failed checks."""
+def run_pipeline(home: Home, spec_path: str | None = None, *, log_level: str = "WARNING") -> PipelineOutcome:
+    """Ingest, dbt build and publish; returns whether the run succeeded and the failed checks.
+
+    The full event log is in the home's Dagster instance (`driftmart ui`); the console shows
+    `log_level` and above.
+    """
     os.environ["DRIFTMART_HOME"] = str(home.root)
     if spec_path:
         os.environ["DRIFTMART_SPEC"] = str(spec_path)
@@ -34,8 +39,18 @@ def run_pipeline(home: Home, spec_path: str | None = None) -> PipelineOutcome:
 
     definitions = build_definitions(str(home.root), spec_path)
     job = definitions.resolve_job_def(PIPELINE_JOB)
-    with instance_for(home) as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
+    home.dbt_logs.mkdir(parents=True, exist_ok=True)
+    # dbt's own progress lines go to a file (and to the Dagster event log), not the terminal.
+    with (
+        instance_for(home) as instance,
+        (home.dbt_logs / "last_run.log").open("w") as console,
+        contextlib.redirect_stdout(console),
+    ):
+        result = job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
         failed_steps = [
             event.step_key or ""
             for event in result.all_events

@@ -1,7 +1,5 @@
 """Dagster resources: where the driftmart home is, and which monitoring spec is in force."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from ml.spec import ModelSpec, load_spec

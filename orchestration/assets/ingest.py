@@ -1,7 +1,5 @@
 """Ingest: landed API logs and the model registry into the raw warehouse tables."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from orchestration.resources import WAREHOUSE_WRITER_POOL, DriftmartResource

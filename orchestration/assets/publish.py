@@ -1,7 +1,5 @@
 """Publishing: a consistent read-only copy of the warehouse for BI tools, the exporter and `sql`."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from orchestration.assets.dbt import mart_asset_keys

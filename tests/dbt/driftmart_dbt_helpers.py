@@ -3,7 +3,7 @@ the drift marts, and a runner for `dbt build` against a temporary DRIFTMART_HOME
 
 The numpy side re-implements DESIGN.md §5 from the raw rows (not from the dbt tables): reference
 deciles with duplicates removed and open end bins, categories plus `__unseen__`, a `__null__` bin,
-shares floored at epsilon, PSI = Σ (p_cur − p_ref)·ln(p_cur / p_ref).
+shares floored at epsilon, PSI = sum((p_cur - p_ref) * ln(p_cur / p_ref)).
 """
 
 from __future__ import annotations
@@ -140,10 +140,20 @@ def first_load(seed: int = 20240301) -> RawFixture:
 
 
 def second_load(seed: int = 20240307) -> RawFixture:
-    """Late rows for window 2 (index 1) and a new sixth window, loaded a day later."""
+    """Late rows for window 2 (index 1) and a new sixth window, loaded a day later.
+
+    Also one more reference row for version 1: its bins are frozen, so it must change nothing.
+    """
     rng = np.random.default_rng(seed)
     loaded_at = datetime(2024, 3, 7, 1, 0, 0)
     fixture = RawFixture()
+    fixture.reference_rows = [
+        {
+            "model_version": 1,
+            "row_number": 401,
+            "features": {"car_value": 1e9, "income": -1e9, "salary_range": "x", "region": "y"},
+        }
+    ]
     fixture.inference_rows = window_rows(rng, 1, 40, loaded_at, "late", [1]) + window_rows(
         rng, 5, 150, loaded_at, "b", [2]
     )
@@ -179,8 +189,13 @@ def insert_fixture(database: Path, fixture: RawFixture) -> None:
             connection.executemany(
                 "insert into raw.reference_rows values (?, ?, ?, ?, null, null, null, ?)",
                 [
-                    [MODEL, row["model_version"], row["row_number"], json.dumps(row["features"]),
-                     datetime(2024, 2, 28)]
+                    [
+                        MODEL,
+                        row["model_version"],
+                        row["row_number"],
+                        json.dumps(row["features"]),
+                        datetime(2024, 2, 28),
+                    ]
                     for row in fixture.reference_rows
                 ],
             )
@@ -188,8 +203,15 @@ def insert_fixture(database: Path, fixture: RawFixture) -> None:
             connection.executemany(
                 "insert into raw.inference_log values (?, ?, ?, ?, null, null, ?, ?, ?, 'fixture')",
                 [
-                    [MODEL, row["request_id"], row["model_version"], json.dumps(row["features"]),
-                     row["scored_at"], row["scored_at"], row["loaded_at"]]
+                    [
+                        MODEL,
+                        row["request_id"],
+                        row["model_version"],
+                        json.dumps(row["features"]),
+                        row["scored_at"],
+                        row["scored_at"],
+                        row["loaded_at"],
+                    ]
                     for row in fixture.inference_rows
                 ],
             )
@@ -227,7 +249,11 @@ def run_dbt(home: Path, *arguments: str) -> tuple[subprocess.CompletedProcess[st
     ]
     started = time.perf_counter()
     result = subprocess.run(
-        command, cwd=REPO_ROOT, env=dbt_environment(home), capture_output=True, text=True,
+        command,
+        cwd=REPO_ROOT,
+        env=dbt_environment(home),
+        capture_output=True,
+        text=True,
         check=False,
     )
     return result, time.perf_counter() - started

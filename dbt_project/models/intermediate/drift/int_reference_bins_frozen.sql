@@ -87,7 +87,8 @@ numeric_quantiles as (
         model_version,
         feature_name,
         {%- for i in range(1, n_bins) %}
-        {{ quantile_cont('value_number', i / n_bins) }} as quantile_{{ i }}{{ "," if not loop.last }}
+            {{ quantile_cont('value_number', i / n_bins) }} as quantile_{{ i }}
+            {%- if not loop.last %},{% endif %}
         {%- endfor %}
 
     from new_reference_values
@@ -103,16 +104,15 @@ numeric_quantiles as (
 
 numeric_cut_points as (
 
+    {#- one row per distinct cut point: `union` drops the duplicates #}
     {%- for i in range(1, n_bins) %}
-
-    select
-        model_name,
-        model_version,
-        feature_name,
-        quantile_{{ i }} as cut_point
-
-    from numeric_quantiles
-    {{ "union" if not loop.last }}
+        {% if not loop.first %}union{% endif %}
+        select
+            model_name,
+            model_version,
+            feature_name,
+            quantile_{{ i }} as cut_point
+        from numeric_quantiles
     {%- endfor %}
 
 ),

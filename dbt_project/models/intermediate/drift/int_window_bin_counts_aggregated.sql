@@ -51,6 +51,8 @@ counted_windows as (
 
 ),
 
+{% endif %}
+
 windows_to_count as (
 
     select distinct
@@ -58,29 +60,17 @@ windows_to_count as (
         feature_values.window_start
 
     from feature_values
-    left join counted_windows
-        on
-            feature_values.model_name = counted_windows.model_name
-            and feature_values.window_start = counted_windows.window_start
-    where
-        counted_windows.model_name is null
-        or feature_values.loaded_at > (select max(max_loaded_at) from counted_windows)
+    {% if is_incremental() %}
+        left join counted_windows
+            on
+                feature_values.model_name = counted_windows.model_name
+                and feature_values.window_start = counted_windows.window_start
+        where
+            counted_windows.model_name is null
+            or feature_values.loaded_at > (select max(max_loaded_at) from counted_windows)
+    {% endif %}
 
 ),
-
-{% else %}
-
-windows_to_count as (
-
-    select distinct
-        model_name,
-        window_start
-
-    from feature_values
-
-),
-
-{% endif %}
 
 window_values as (
 
@@ -135,7 +125,7 @@ window_reference_versions as (
             window_model_versions.model_name = catalogued_versions.model_name
             and (
                 window_model_versions.max_model_version is null
-                or catalogued_versions.model_version <= window_model_versions.max_model_version
+                or window_model_versions.max_model_version >= catalogued_versions.model_version
             )
     group by
         window_model_versions.model_name,

@@ -88,9 +88,9 @@ feature_psi as (
         reference_version,
         n_reference,
         n_current,
-        sum((current_share - reference_share) * ln(current_share / reference_share)) as psi,
         window_start,
-        window_end
+        window_end,
+        sum((current_share - reference_share) * ln(current_share / reference_share)) as psi
 
     from bin_shares
     group by
@@ -108,9 +108,9 @@ feature_psi as (
 final as (
 
     select
-        feature_psi.model_name,
-        feature_psi.feature_name,
-        feature_psi.feature_type,
+        cast(feature_psi.model_name as {{ dbt.type_string() }}) as model_name,
+        cast(feature_psi.feature_name as {{ dbt.type_string() }}) as feature_name,
+        cast(feature_psi.feature_type as {{ dbt.type_string() }}) as feature_type,
         cast('psi' as {{ dbt.type_string() }}) as drift_method,
         cast(feature_psi.reference_version as {{ dbt.type_int() }}) as reference_version,
         cast(feature_psi.n_reference as {{ dbt.type_bigint() }}) as n_reference,
@@ -119,8 +119,8 @@ final as (
         cast(feature_psi.psi as {{ type_double() }}) as drift_score,
         cast(monitored_models.psi_threshold as {{ type_double() }}) as threshold,
         feature_psi.psi >= monitored_models.psi_threshold as is_drifted,
-        feature_psi.window_start,
-        feature_psi.window_end
+        cast(feature_psi.window_start as {{ dbt.type_timestamp() }}) as window_start,
+        cast(feature_psi.window_end as {{ dbt.type_timestamp() }}) as window_end
 
     from feature_psi
     inner join monitored_models

@@ -11,7 +11,7 @@ renamed as (
     select
         cast(model_name as {{ dbt.type_string() }}) as model_name,
         cast(model_version as {{ dbt.type_int() }}) as model_version,
-        cast(trigger as {{ dbt.type_string() }}) as trigger,
+        cast(trigger as {{ dbt.type_string() }}) as trigger,  -- noqa: RF04
         cast(status as {{ dbt.type_string() }}) as status,
         cast(artifact_sha256 as {{ dbt.type_string() }}) as artifact_sha256,
         cast(metrics as {{ dbt.type_string() }}) as metrics_json,

@@ -14,7 +14,7 @@ renamed as (
         cast(row_number as {{ dbt.type_int() }}) as reference_row_id,
         cast(features as {{ dbt.type_string() }}) as features_json,
         cast(prediction as {{ dbt.type_string() }}) as prediction,
-        cast(label as {{ dbt.type_string() }}) as label,
+        cast(label as {{ dbt.type_string() }}) as label,  -- noqa: RF04
         cast(probability as {{ type_double() }}) as probability,
         cast(loaded_at as {{ dbt.type_timestamp() }}) as loaded_at
 

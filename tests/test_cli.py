@@ -1,0 +1,131 @@
+"""The `driftmart` console script as users run it: real processes, real files."""
+
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import COVARIATE_PLAN, REPO
+
+DRIFTMART = str(Path(sys.executable).with_name("driftmart"))
+
+
+def driftmart(*args: str, home=None, timeout: float = 300) -> subprocess.CompletedProcess:
+    command = [DRIFTMART, *(["--home", str(home.root)] if home is not None else []), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_train_registers_versions_and_mirrors_them_in_the_warehouse(home):
+    first = driftmart("train", home=home)
+    assert first.returncode == 0, first.stderr
+    assert "registered car_loan v1 (champion)" in first.stdout
+    second = driftmart("train", "--seed", "1", home=home)
+    assert "registered car_loan v2 (challenger)" in second.stdout
+    import duckdb
+
+    with duckdb.connect(str(home.warehouse), read_only=True) as connection:
+        rows = connection.execute(
+            "select model_version, trigger, status from raw.model_registry order by 1"
+        ).fetchall()
+    assert rows == [(1, "initial", "champion"), (2, "manual", "challenger")]
+
+
+def test_user_mistakes_are_one_clear_line_and_exit_2(home, tmp_path):
+    bad_spec = tmp_path / "bad.yaml"
+    bad_spec.write_text(
+        (REPO / "ml/specs/car_loan.yaml").read_text().replace("car_value: numeric", "car_value: money")
+    )
+    for args, message in [
+        (("train", "--spec", str(bad_spec)), "feature 'car_value' has unknown type 'money'"),
+        (("train", "--spec", str(bad_spec).replace("bad", "absent")), "cannot read spec"),
+        (("train", "--data", str(tmp_path / "none.csv")), "no such file"),
+        (("sql", "select 1"), "nothing published yet"),
+        (("demo", "--scenario", "chaos"), "unknown scenario 'chaos'"),
+    ]:
+        completed = driftmart(*args, home=home)
+        assert completed.returncode == 2, (args, completed.stderr)
+        assert completed.stderr.startswith("driftmart: ") and message in completed.stderr, completed.stderr
+        assert "Traceback" not in completed.stderr
+        assert len(completed.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_sql_reads_the_published_copy_in_three_formats(built_home):
+    query = "select feature_name, psi, is_drifted from marts.fct_feature_drift where feature_name = 'car_value' order by window_start"
+    table = driftmart("sql", query, home=built_home)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split() == ["feature_name", "psi", "is_drifted"]
+    rows = list(
+        csv.DictReader(io.StringIO(driftmart("sql", query, "--format", "csv", home=built_home).stdout))
+    )
+    assert [row["is_drifted"] for row in rows] == ["False"] * 3 + ["True"] * 3
+    records = json.loads(driftmart("sql", query, "--format", "json", home=built_home).stdout)
+    assert [record["is_drifted"] for record in records] == [False] * 3 + [True] * 3
+    assert records[-1]["psi"] == pytest.approx(float(rows[-1]["psi"]), rel=1e-5)
+    failed = driftmart("sql", "select * from marts.no_such_table", home=built_home)
+    assert failed.returncode == 2 and "query failed" in failed.stderr
+    refused = driftmart("sql", "create table marts.x as select 1", home=built_home)
+    assert refused.returncode == 2 and "read-only" in refused.stderr
+
+
+@pytest.mark.slow
+def test_run_exits_1_when_the_latest_window_drifted(built_home, tmp_path):
+    from warehouse.home import Home
+
+    home = Home.resolve(tmp_path / "copy")
+    shutil.copytree(built_home.root, home.root)
+    completed = driftmart("run", home=home)
+    assert completed.returncode == 1, completed.stderr
+    header, _, latest = completed.stdout.strip().splitlines()[-3:]
+    cells = dict(zip(header.split(), latest.split(), strict=True))
+    assert cells["window"] == f"{COVARIATE_PLAN.start.date().replace(day=COVARIATE_PLAN.days)}"
+    assert cells["car_value"].endswith("*")
+    assert not any(value.endswith("*") for name, value in cells.items() if name != "car_value")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ui_serves_the_asset_graph_with_the_lineage(built_home):
+    port = free_port()
+    process = subprocess.Popen(
+        [DRIFTMART, "--home", str(built_home.root), "ui", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    query = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
+    try:
+        deadline, nodes = time.monotonic() + 120, None
+        while time.monotonic() < deadline and nodes is None:
+            try:
+                response = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=5)
+                nodes = response.json()["data"]["assetNodes"]
+            except (httpx.TransportError, KeyError, TypeError, ValueError):
+                assert process.poll() is None, "driftmart ui exited"
+                time.sleep(1)
+        assert nodes is not None, "the Dagster UI did not answer within 120 s"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    parents = {
+        "/".join(n["assetKey"]["path"]): {"/".join(d["path"]) for d in n["dependencyKeys"]} for n in nodes
+    }
+    assert "landing/inference_segments" in parents["raw/inference_log"]
+    assert "raw/inference_log" in parents["staging/stg_raw__inference_logs"]
+    assert "marts/fct_feature_drift" in parents["published/driftmart_duckdb"]
+    assert (built_home.dagster_home / "dagster.yaml").exists()
