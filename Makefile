@@ -24,7 +24,8 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros
+	lint_home=$$(mktemp -d) && DRIFTMART_HOME=$$lint_home $(BIN)/sqlfluff lint dbt_project/models; \
+		status=$$?; rm -rf $$lint_home; exit $$status
 
 format: install
 	$(BIN)/ruff format .

@@ -37,8 +37,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ml.datasets import training_set
     from ml.spec import DEFAULT_SPEC_PATH, load_spec
     from ml.train import train_model
-    from warehouse.connection import warehouse_writer
-    from warehouse.ingest import sync_registry, sync_spec, utc_now
+    from warehouse.ingest import mirror_model
 
     spec = load_spec(args.spec)
     home = _home(args).ensure()
@@ -53,10 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--data is required for a spec other than the synthetic demo model's")
     trigger = "initial" if registry.champion_version(home, spec.model) is None else "manual"
     version = registry.register(home, spec, train_model(spec, frame, seed=args.seed), trigger=trigger)
-    with warehouse_writer(home) as connection:
-        loaded_at = utc_now()
-        sync_spec(connection, spec, loaded_at)
-        sync_registry(connection, home, spec, loaded_at)
+    mirror_model(home, spec)
     metrics = ", ".join(f"{name} {value:.3f}" for name, value in version.metrics.items())
     print(f"registered {spec.model} v{version.model_version} ({version.status}); validation: {metrics}")
     return EXIT_OK

@@ -61,7 +61,10 @@ def test_user_mistakes_are_one_clear_line_and_exit_2(home, tmp_path):
 
 @pytest.mark.slow
 def test_sql_reads_the_published_copy_in_three_formats(built_home):
-    query = "select feature_name, psi, is_drifted from marts.fct_feature_drift where feature_name = 'car_value' order by window_start"
+    query = (
+        "select feature_name, psi, is_drifted from marts.fct_feature_drift "
+        "where feature_name = 'car_value' order by window_start"
+    )
     table = driftmart("sql", query, home=built_home)
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0].split() == ["feature_name", "psi", "is_drifted"]

@@ -55,14 +55,28 @@ def test_make_demo_runs_the_whole_flow_and_shows_the_planted_drift(tmp_path):
 
     # the "where to look next" commands work as printed
     query = subprocess.run(
-        [str(REPO / ".venv/bin/driftmart"), "--home", str(home), "sql", "select count(*) as n from raw.inference_log"],
+        [
+            str(REPO / ".venv/bin/driftmart"),
+            "--home",
+            str(home),
+            "sql",
+            "select count(*) as n from raw.inference_log",
+        ],
         capture_output=True,
         text=True,
         check=False,
     )
     assert query.returncode == 0 and query.stdout.split()[-1] == str(14 * 400)
     labels = subprocess.run(
-        [str(REPO / ".venv/bin/driftmart"), "--home", str(home), "sql", "select count(*) from raw.labels", "--format", "csv"],
+        [
+            str(REPO / ".venv/bin/driftmart"),
+            "--home",
+            str(home),
+            "sql",
+            "select count(*) from raw.labels",
+            "--format",
+            "csv",
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -21,6 +21,7 @@ import pandas as pd
 
 from ml import registry
 from ml.spec import ModelSpec
+from warehouse.connection import warehouse_writer
 from warehouse.home import Home
 from warehouse.landing import STREAMS, list_segments, read_segment
 
@@ -209,6 +210,14 @@ def sync_registry(
         connection.unregister("reference_batch")
         new_versions += 1
     return new_versions
+
+
+def mirror_model(home: Home, spec: ModelSpec) -> None:
+    """Mirror the spec and the registry into the warehouse now (e.g. right after training)."""
+    with warehouse_writer(home) as connection:
+        loaded_at = utc_now()
+        sync_spec(connection, spec, loaded_at)
+        sync_registry(connection, home, spec, loaded_at)
 
 
 def reference_rows_frame(

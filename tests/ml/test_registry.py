@@ -33,7 +33,7 @@ def test_tampered_artifact_is_refused_before_loading(trained_home, spec):
     data[len(data) // 2] ^= 0xFF
     artifact.write_bytes(bytes(data))
     with pytest.raises(
-        registry.ArtifactIntegrityError, match="modified after registration.*refusing to load"
+        registry.ArtifactIntegrityError, match=r"modified after registration.*refusing to load"
     ):
         registry.load_pipeline(trained_home, spec.model)
 
@@ -48,7 +48,7 @@ def test_missing_artifact_and_missing_model_are_clear_errors(trained_home, spec)
 
 def test_training_data_errors_name_the_column(spec):
     frame = training_set(200)
-    with pytest.raises(TrainingDataError, match="missing feature column.*region"):
+    with pytest.raises(TrainingDataError, match=r"missing feature column.*region"):
         train_model(spec, frame.drop(columns=["region"]))
     bad = frame.astype({"car_value": object})
     bad.loc[7, "car_value"] = "expensive"
