@@ -56,10 +56,17 @@ class ModelVersion:
     n_training_rows: int
     n_reference_rows: int
     features: dict[str, str]
+    # SHA-256 of the reference set's content (imports recognise a reference they already have).
+    reference_fingerprint: str = ""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelVersion:
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__})
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+
+    @property
+    def has_artifact(self) -> bool:
+        """False for versions scored outside driftmart, known only by their imported reference set."""
+        return bool(self.artifact_sha256)
 
 
 def _model_dir(home: Home, model_name: str) -> Path:
@@ -112,12 +119,53 @@ def champion_version(home: Home, model_name: str) -> int | None:
     return int(pointer.read_text().strip()) if pointer.exists() else None
 
 
+def reference_fingerprint(reference: pd.DataFrame) -> str:
+    """SHA-256 of a reference set's values, independent of the file format it came in."""
+    hashed = pd.util.hash_pandas_object(reference.reset_index(drop=True), index=True).to_numpy()
+    return hashlib.sha256(hashed.tobytes() + "|".join(map(str, reference.columns)).encode()).hexdigest()
+
+
+def _next_version_dir(home: Home, model_name: str) -> tuple[int, Path]:
+    existing = list_versions(home, model_name)
+    version = existing[-1].model_version + 1 if existing else 1
+    target = version_dir(home, model_name, version)
+    target.mkdir(parents=True, exist_ok=False)
+    return version, target
+
+
+def register_external(home: Home, spec: ModelSpec, reference: pd.DataFrame) -> tuple[ModelVersion, bool]:
+    """Record a model scored outside driftmart by its reference set (`driftmart import`).
+
+    Returns the version and whether it is new: a reference with the same content as a registered
+    one is that version, so importing the same file twice registers nothing.
+    """
+    fingerprint = reference_fingerprint(reference)
+    for known in list_versions(home, spec.model):
+        if known.reference_fingerprint == fingerprint:
+            return known, False
+    version, target = _next_version_dir(home, spec.model)
+    reference.to_parquet(target / REFERENCE, index=False)
+    model_version = ModelVersion(
+        model_name=spec.model,
+        model_version=version,
+        created_at=datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds"),
+        trigger="import",
+        status="external",
+        artifact_sha256="",
+        metrics={},
+        spec_fingerprint=spec.fingerprint,
+        n_training_rows=0,
+        n_reference_rows=len(reference),
+        features=dict(spec.features),
+        reference_fingerprint=fingerprint,
+    )
+    _write_atomic(target / METADATA, json.dumps(asdict(model_version), indent=2).encode())
+    return model_version, True
+
+
 def register(home: Home, spec: ModelSpec, trained: TrainedModel, *, trigger: str = "manual") -> ModelVersion:
     """Save a trained model as the next version; the first version of a model becomes champion."""
-    existing = list_versions(home, spec.model)
-    version = existing[-1].model_version + 1 if existing else 1
-    target = version_dir(home, spec.model, version)
-    target.mkdir(parents=True, exist_ok=False)
+    version, target = _next_version_dir(home, spec.model)
     _write_atomic(target / ARTIFACT, sio.dumps(trained.pipeline))
     trained.reference.to_parquet(target / REFERENCE, index=False)
     is_first = champion_version(home, spec.model) is None
@@ -133,6 +181,7 @@ def register(home: Home, spec: ModelSpec, trained: TrainedModel, *, trigger: str
         n_training_rows=trained.n_training_rows,
         n_reference_rows=len(trained.reference),
         features=dict(spec.features),
+        reference_fingerprint=reference_fingerprint(trained.reference),
     )
     # version.json is written last: a version without it is an interrupted registration, not a model.
     _write_atomic(target / METADATA, json.dumps(asdict(model_version), indent=2).encode())
@@ -150,6 +199,10 @@ def load_pipeline(home: Home, model_name: str, version: int | None = None) -> tu
                 f"model {model_name!r} has no champion in {home.models}: run `driftmart train` first"
             )
     metadata = get_version(home, model_name, version)
+    if not metadata.has_artifact:
+        raise RegistryError(
+            f"{model_name} v{version} was imported (scored outside driftmart): no model to load"
+        )
     artifact = version_dir(home, model_name, version) / ARTIFACT
     if not artifact.exists():
         raise ArtifactIntegrityError(f"artifact of {model_name} v{version} is missing: {artifact}")

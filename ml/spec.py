@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,12 +25,48 @@ STATISTICS: tuple[str, ...] = ("reference_bins", "evidently")
 REQUIRED_KEYS: tuple[str, ...] = ("model", "timestamp", "id", "prediction", "target", "features")
 OPTIONAL_KEYS: tuple[str, ...] = (
     "prediction_proba",
+    "positive_label",
     "window",
+    "min_window_rows",
+    "reference",
     "statistics",
+    "drift_methods",
     "thresholds",
     "description",
 )
-DEFAULT_THRESHOLDS: dict[str, float] = {"psi": 0.2}
+# Statistics that can decide drift, with their default thresholds. Effect sizes decide by default:
+# at large n every p-value is tiny. chi2_p_value is the one where a *small* value means drift.
+DRIFT_METHODS: tuple[str, ...] = (
+    "psi",
+    "js_distance",
+    "kl_divergence",
+    "hellinger",
+    "l_infinity",
+    "ks_statistic",
+    "wasserstein_normed",
+    "chi2_p_value",
+)
+NUMERIC_ONLY_METHODS = ("ks_statistic", "wasserstein_normed")
+CATEGORICAL_ONLY_METHODS = ("l_infinity",)
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "psi": 0.2,
+    "js_distance": 0.1,
+    "kl_divergence": 0.1,
+    "hellinger": 0.1,
+    "l_infinity": 0.1,
+    "ks_statistic": 0.1,
+    "wasserstein_normed": 0.1,
+    "chi2_p_value": 0.05,
+    "dataset_drift_share": 0.5,
+}
+DEFAULT_DRIFT_METHODS = {
+    "reference_bins": {"numeric": "psi", "categorical": "js_distance"},
+    # Evidently 0.7's own defaults for references above 1,000 rows (DESIGN.md §5).
+    "evidently": {"numeric": "wasserstein_normed", "categorical": "js_distance"},
+}
+# PSI over 10 bins has a small-sample bias of about 9/n: below ~100 rows a window is noise.
+DEFAULT_MIN_WINDOW_ROWS = 100
+REFERENCE_KINDS = ("model_version", "previous_window", "time_range")
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 WINDOW = re.compile(r"^([1-9][0-9]*)([mhdw])$")
 WINDOW_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -41,6 +78,24 @@ class SpecError(DriftmartError, ValueError):
 
 
 @dataclass(frozen=True)
+class FeatureMonitor:
+    """How one feature is judged: the statistic that decides drift and its threshold."""
+
+    method: str
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What windows are compared with: the model version's reference set (default), the window
+    before (rolling), or the production rows of a fixed time range [start, end)."""
+
+    kind: str = "model_version"
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     model: str
     timestamp: str
@@ -49,9 +104,13 @@ class ModelSpec:
     target: str
     features: dict[str, FeatureType]
     prediction_proba: str | None = None
+    positive_label: str = "1"
     window: str = "1d"
+    min_window_rows: int = DEFAULT_MIN_WINDOW_ROWS
+    reference: Reference = field(default_factory=Reference)
     statistics: str = "reference_bins"
     thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    monitors: dict[str, FeatureMonitor] = field(default_factory=dict)
     source: str = "<memory>"
 
     @property
@@ -67,20 +126,31 @@ class ModelSpec:
     def categorical_features(self) -> list[str]:
         return [name for name, kind in self.features.items() if kind == "categorical"]
 
+    def monitor(self, feature: str) -> FeatureMonitor:
+        return self.monitors[feature]
+
     def to_dict(self) -> dict[str, Any]:
-        spec = {
+        return {
             "model": self.model,
             "timestamp": self.timestamp,
             "id": self.id,
             "prediction": self.prediction,
             "prediction_proba": self.prediction_proba,
+            "positive_label": self.positive_label,
             "target": self.target,
-            "features": dict(self.features),
+            "features": {
+                name: {"type": kind, **asdict(self.monitors[name])} for name, kind in self.features.items()
+            },
             "window": self.window,
+            "min_window_rows": self.min_window_rows,
+            "reference": {
+                "kind": self.reference.kind,
+                "start": self.reference.start.isoformat() if self.reference.start else None,
+                "end": self.reference.end.isoformat() if self.reference.end else None,
+            },
             "statistics": self.statistics,
             "thresholds": dict(self.thresholds),
         }
-        return spec
 
     @property
     def fingerprint(self) -> str:
@@ -116,6 +186,52 @@ def _identifier(value: Any, where: str) -> str:
     return value
 
 
+def _positive_number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise SpecError(f"{where} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _method(value: Any, kind: str, where: str) -> str:
+    if value not in DRIFT_METHODS:
+        raise SpecError(f"{where}: unknown drift method {value!r} (known: {', '.join(DRIFT_METHODS)})")
+    if kind == "categorical" and value in NUMERIC_ONLY_METHODS:
+        raise SpecError(f"{where}: {value} applies to numeric features only")
+    if kind == "numeric" and value in CATEGORICAL_ONLY_METHODS:
+        raise SpecError(f"{where}: {value} applies to categorical features only")
+    return value
+
+
+def _timestamp(value: Any, where: str) -> datetime:
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        try:
+            parsed = datetime.fromisoformat(str(value))
+        except ValueError:
+            raise SpecError(f"{where}: {value!r} is not an ISO-8601 timestamp") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def _reference(raw: Any, source: str) -> Reference:
+    if raw is None or raw == "model_version":
+        return Reference()
+    if raw == "previous_window":
+        return Reference(kind="previous_window")
+    if isinstance(raw, dict) and set(raw) == {"start", "end"}:
+        start = _timestamp(raw["start"], f"{source}: reference.start")
+        end = _timestamp(raw["end"], f"{source}: reference.end")
+        if not start < end:
+            raise SpecError(f"{source}: reference: start {start} must be before end {end}")
+        return Reference(kind="time_range", start=start, end=end)
+    raise SpecError(
+        f"{source}: key 'reference': expected model_version, previous_window or "
+        f"{{start: <timestamp>, end: <timestamp>}}, got {raw!r}"
+    )
+
+
 def parse_spec(raw: Any, source: str = "<memory>") -> ModelSpec:
     """Validate a parsed YAML document and return the spec it describes."""
     if not isinstance(raw, dict):
@@ -134,22 +250,10 @@ def parse_spec(raw: Any, source: str = "<memory>") -> ModelSpec:
     proba = raw.get("prediction_proba")
     if proba is not None:
         proba = _identifier(proba, f"{source}: key 'prediction_proba'")
-
-    features_raw = raw["features"]
-    if not isinstance(features_raw, dict) or not features_raw:
-        raise SpecError(f"{source}: 'features' must be a non-empty mapping of name: numeric|categorical")
-    features: dict[str, FeatureType] = {}
-    reserved = {value for key, value in columns.items() if key != "model"} | {proba}
-    for name, kind in features_raw.items():
-        _identifier(name, f"{source}: feature")
-        if name in reserved:
-            raise SpecError(f"{source}: feature '{name}' has the name of a reserved column")
-        if kind not in FEATURE_TYPES:
-            raise SpecError(
-                f"{source}: feature '{name}' has unknown type {kind!r} "
-                f"(expected one of: {', '.join(FEATURE_TYPES)})"
-            )
-        features[name] = kind
+    reserved = {value for key, value in columns.items() if key != "model"} | {proba, "model_version"}
+    named = [columns[key] for key in ("timestamp", "id", "prediction", "target")] + [proba] * bool(proba)
+    if len(set(named)) != len(named):
+        raise SpecError(f"{source}: timestamp, id, prediction, prediction_proba and target must differ")
 
     window = str(raw.get("window", "1d"))
     if not WINDOW.match(window):
@@ -157,6 +261,9 @@ def parse_spec(raw: Any, source: str = "<memory>") -> ModelSpec:
     statistics = raw.get("statistics", "reference_bins")
     if statistics not in STATISTICS:
         raise SpecError(f"{source}: key 'statistics': {statistics!r} is not one of {', '.join(STATISTICS)}")
+    min_rows = raw.get("min_window_rows", DEFAULT_MIN_WINDOW_ROWS)
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
+        raise SpecError(f"{source}: key 'min_window_rows' must be a positive integer, got {min_rows!r}")
 
     thresholds = dict(DEFAULT_THRESHOLDS)
     thresholds_raw = raw.get("thresholds") or {}
@@ -167,17 +274,68 @@ def parse_spec(raw: Any, source: str = "<memory>") -> ModelSpec:
             raise SpecError(
                 f"{source}: thresholds: unknown statistic {name!r} (known: {', '.join(DEFAULT_THRESHOLDS)})"
             )
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise SpecError(f"{source}: thresholds: {name} must be a positive number, got {value!r}")
-        thresholds[name] = float(value)
+        thresholds[name] = _positive_number(value, f"{source}: thresholds: {name}")
+    if thresholds["chi2_p_value"] >= 1 or thresholds["dataset_drift_share"] > 1:
+        raise SpecError(
+            f"{source}: thresholds: chi2_p_value must be below 1 and dataset_drift_share at most 1"
+        )
+
+    default_methods = dict(DEFAULT_DRIFT_METHODS[statistics])
+    methods_raw = raw.get("drift_methods") or {}
+    if not isinstance(methods_raw, dict) or set(methods_raw) - set(FEATURE_TYPES):
+        raise SpecError(f"{source}: 'drift_methods' must map numeric and/or categorical to a drift method")
+    for kind, method in methods_raw.items():
+        default_methods[kind] = _method(method, kind, f"{source}: drift_methods.{kind}")
+
+    features_raw = raw["features"]
+    if not isinstance(features_raw, dict) or not features_raw:
+        raise SpecError(f"{source}: 'features' must be a non-empty mapping of name: numeric|categorical")
+    features: dict[str, FeatureType] = {}
+    monitors: dict[str, FeatureMonitor] = {}
+    for name, declaration in features_raw.items():
+        _identifier(name, f"{source}: feature")
+        where = f"{source}: feature '{name}'"
+        if name in reserved:
+            raise SpecError(f"{where} has the name of a reserved column")
+        options: dict[str, Any] = {}
+        if isinstance(declaration, dict):
+            options = dict(declaration)
+            unknown_options = sorted(set(options) - {"type", "method", "threshold"})
+            if unknown_options:
+                raise SpecError(f"{where}: unknown option(s): {', '.join(unknown_options)}")
+            kind = options.get("type")
+        else:
+            kind = declaration
+        if kind not in FEATURE_TYPES:
+            raise SpecError(
+                f"{where} has unknown type {kind!r} (expected one of: {', '.join(FEATURE_TYPES)})"
+            )
+        method = _method(options.get("method", default_methods[kind]), kind, where)
+        threshold = (
+            _positive_number(options["threshold"], f"{where}: threshold")
+            if "threshold" in options
+            else thresholds[method]
+        )
+        features[name] = kind
+        monitors[name] = FeatureMonitor(method=method, threshold=threshold)
+
+    positive_label = raw.get("positive_label", 1)
+    if isinstance(positive_label, bool):
+        positive_label = str(positive_label).lower()
+    if not isinstance(positive_label, (str, int)):
+        raise SpecError(f"{source}: key 'positive_label' must be a string or an integer")
 
     return ModelSpec(
         **columns,
         features=features,
         prediction_proba=proba,
+        positive_label=str(positive_label),
         window=window,
+        min_window_rows=min_rows,
+        reference=_reference(raw.get("reference"), source),
         statistics=statistics,
         thresholds=thresholds,
+        monitors=monitors,
         source=source,
     )
 

@@ -58,6 +58,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from ml.spec import load_spec
+    from warehouse.importer import import_files
+
+    spec = load_spec(args.spec)
+    result = import_files(
+        _home(args).ensure(),
+        spec,
+        Path(args.reference),
+        Path(args.logs) if args.logs else None,
+        Path(args.labels) if args.labels else None,
+    )
+    reference = "registered" if result.reference_is_new else "already registered"
+    print(f"reference: {result.n_reference_rows} rows, {reference} as {spec.model} v{result.model_version}")
+    if args.logs:
+        skipped = result.n_log_rows_read - result.n_log_rows_loaded
+        print(f"logs: {result.n_log_rows_loaded} rows loaded, {skipped} already in the warehouse")
+    if result.n_label_rows_read:
+        print(f"labels: {result.n_label_rows_read} rows read, {result.n_label_rows_changed} new or changed")
+    if result.n_non_finite_as_missing:
+        print(f"note: {result.n_non_finite_as_missing} infinite numbers were loaded as missing values")
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -177,6 +201,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="training data, CSV or Parquet (default: synthetic, demo model only)")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(handler=cmd_train)
+
+    importer = commands.add_parser(
+        "import", help="load a reference set, inference logs and labels from CSV or Parquet (idempotent)"
+    )
+    importer.add_argument("--spec", required=True, help="monitoring spec YAML of the model")
+    importer.add_argument(
+        "--reference", required=True, help="reference set: the spec's features (+ prediction, target)"
+    )
+    importer.add_argument(
+        "--logs", help="inference logs: timestamp, id, features, prediction (+ probability, target)"
+    )
+    importer.add_argument("--labels", help="delayed labels: id, target (+ timestamp)")
+    importer.set_defaults(handler=cmd_import)
 
     serve = commands.add_parser("serve", help="run the model API")
     serve.add_argument("--spec")

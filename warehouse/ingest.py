@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,10 +72,30 @@ def _number_or_none(value: Any, name: str) -> float | None:
     return float(value)
 
 
-def _scalar_text(value: Any) -> str | None:
-    if value is None:
+INTEGRAL_TEXT = re.compile(r"^-?[0-9]+\.0*$")
+
+
+def label_text(value: object) -> str | None:
+    """Predictions and labels as text, alike whatever the file type: 1, 1.0, "1" and "1.0" → "1"."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
-    return value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    text = str(value).strip()
+    return text.split(".")[0] if INTEGRAL_TEXT.match(text) else text
+
+
+def id_text(value: object) -> str | None:
+    """Ids verbatim (leading zeros kept); integral numbers from typed files without a decimal part."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def features_json(features: dict[str, Any], feature_types: dict[str, str]) -> str:
@@ -109,7 +130,7 @@ def parse_inference_line(line: bytes, specs: dict[str, dict[str, str]]) -> dict[
         "request_id": _text(record, "request_id"),
         "model_version": version,
         "features": features_json(record.get("features"), specs[model_name]),
-        "prediction": _scalar_text(record.get("prediction")),
+        "prediction": label_text(record.get("prediction")),
         "probability": _number_or_none(record.get("probability"), "probability"),
         "scored_at": parse_timestamp(record.get("scored_at"), "scored_at"),
         "received_at": parse_timestamp(record.get("received_at"), "received_at")
@@ -123,7 +144,7 @@ def parse_feedback_line(line: bytes, specs: dict[str, dict[str, str]]) -> dict[s
     model_name = _text(record, "model")
     if model_name not in specs:
         raise LineError(f"model: {model_name!r} has no spec in this warehouse")
-    label = _scalar_text(record.get("label"))
+    label = label_text(record.get("label"))
     if label is None:
         raise LineError("label: missing")
     return {
@@ -152,21 +173,34 @@ PARSERS = {"inference": parse_inference_line, "feedback": parse_feedback_line}
 def sync_spec(connection: duckdb.DuckDBPyConnection, spec: ModelSpec, loaded_at: datetime) -> None:
     """Mirror the spec into raw.monitored_models / raw.model_features, which dbt reads."""
     connection.execute(
-        "insert or replace into raw.monitored_models values (?, ?, ?, ?, ?, ?)",
+        "insert or replace into raw.monitored_models values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             spec.model,
             spec.window_seconds,
+            spec.min_window_rows,
+            spec.reference.kind,
+            spec.reference.start,
+            spec.reference.end,
             spec.statistics,
-            spec.thresholds["psi"],
+            spec.thresholds["dataset_drift_share"],
+            spec.positive_label,
             json.dumps(spec.to_dict()),
             loaded_at,
         ],
     )
     connection.execute("delete from raw.model_features where model_name = ?", [spec.model])
     connection.executemany(
-        "insert into raw.model_features values (?, ?, ?, ?, ?)",
+        "insert into raw.model_features values (?, ?, ?, ?, ?, ?, ?)",
         [
-            [spec.model, name, kind, position, loaded_at]
+            [
+                spec.model,
+                name,
+                kind,
+                position,
+                spec.monitor(name).method,
+                spec.monitor(name).threshold,
+                loaded_at,
+            ]
             for position, (name, kind) in enumerate(spec.features.items())
         ],
     )
@@ -234,9 +268,11 @@ def reference_rows_frame(
             "features": [
                 json.dumps(_plain(row), separators=(",", ":")) for row in features.to_dict(orient="records")
             ],
-            "prediction": reference[spec.prediction].astype(str),
+            "prediction": reference[spec.prediction].map(label_text)
+            if spec.prediction in reference
+            else None,
             "probability": reference[proba_column].astype(float) if proba_column in reference else np.nan,
-            "label": reference[spec.target].astype(str) if spec.target in reference else None,
+            "label": reference[spec.target].map(label_text) if spec.target in reference else None,
             "loaded_at": loaded_at,
         }
     )

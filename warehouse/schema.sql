@@ -59,20 +59,31 @@ create table if not exists raw.model_registry (
 );
 
 -- The monitoring spec of each model, as dbt reads it (never a hand-copied list in SQL).
+-- reference_kind: model_version (each version's reference rows), previous_window (rolling) or
+-- time_range (the production rows scored in [reference_start_at, reference_end_at)).
 create table if not exists raw.monitored_models (
     model_name varchar not null primary key,
     window_seconds integer not null,
+    min_window_rows integer not null,
+    reference_kind varchar not null,
+    reference_start_at timestamp,
+    reference_end_at timestamp,
     statistics varchar not null,
-    psi_threshold double not null,
+    dataset_drift_share double not null,
+    positive_label varchar not null,
     spec varchar not null,
     loaded_at timestamp not null
 );
 
+-- drift_method decides is_drifted with drift_threshold: drifted when the statistic is >= the
+-- threshold, except chi2_p_value, drifted when it is < the threshold.
 create table if not exists raw.model_features (
     model_name varchar not null,
     feature_name varchar not null,
     feature_type varchar not null,
     feature_position integer not null,
+    drift_method varchar not null,
+    drift_threshold double not null,
     loaded_at timestamp not null,
     primary key (model_name, feature_name)
 );

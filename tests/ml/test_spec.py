@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from ml.spec import SpecError, load_spec
+from ml.spec import FeatureMonitor, Reference, SpecError, load_spec
 
 VALID = """\
 model: car_loan
@@ -31,7 +31,10 @@ def test_shipped_demo_spec_loads():
     assert spec.model == "car_loan"
     assert spec.numeric_features and spec.categorical_features
     assert spec.window_seconds == 86_400
-    assert spec.thresholds == {"psi": 0.2}
+    assert spec.thresholds["psi"] == 0.2
+    assert spec.monitor("car_value") == FeatureMonitor("psi", 0.2)
+    assert spec.monitor("region") == FeatureMonitor("js_distance", 0.1)
+    assert spec.reference == Reference() and spec.min_window_rows == 100
 
 
 def test_valid_spec_reads_every_key(tmp_path):
@@ -72,6 +75,51 @@ def test_bad_spec_is_a_clear_error_naming_file_and_key(tmp_path, text, message):
         load_spec(path)
     assert message in str(raised.value)
     assert str(path) in str(raised.value)
+
+
+def test_per_feature_methods_thresholds_and_references(tmp_path):
+    text = VALID.replace(
+        "  salary_range: categorical",
+        "  salary_range: {type: categorical, method: chi2_p_value, threshold: 0.01}\n  age: numeric",
+    ).replace("window: 1d", "window: 1h\nreference: {start: 2026-01-01, end: '2026-02-01T00:00:00Z'}")
+    text += "drift_methods: {numeric: ks_statistic}\nmin_window_rows: 20\n"
+    spec = load_spec(write(tmp_path, text))
+    assert spec.monitor("salary_range") == FeatureMonitor("chi2_p_value", 0.01)
+    assert spec.monitor("age") == FeatureMonitor("ks_statistic", 0.1)
+    assert spec.reference.kind == "time_range"
+    assert (spec.reference.start.isoformat(), spec.reference.end.isoformat()) == (
+        "2026-01-01T00:00:00",
+        "2026-02-01T00:00:00",
+    )
+    assert (spec.window_seconds, spec.min_window_rows) == (3600, 20)
+    assert (
+        load_spec(write(tmp_path, VALID + "reference: previous_window\n")).reference.kind == "previous_window"
+    )
+    evidently = load_spec(write(tmp_path, VALID + "statistics: evidently\n"))
+    assert evidently.monitor("car_value").method == "wasserstein_normed"
+
+
+@pytest.mark.parametrize(
+    ("addition", "message"),
+    [
+        ("drift_methods: {numeric: l_infinity}\n", "l_infinity applies to categorical features only"),
+        ("drift_methods: {categorical: wasserstein_normed}\n", "applies to numeric features only"),
+        ("drift_methods: {numeric: magic}\n", "unknown drift method 'magic'"),
+        ("reference: {start: 2026-02-01, end: 2026-01-01}\n", "must be before end"),
+        ("reference: last_week\n", "key 'reference': expected model_version, previous_window"),
+        ("min_window_rows: 0\n", "min_window_rows' must be a positive integer"),
+        ("thresholds: {chi2_p_value: 2}\n", "chi2_p_value must be below 1"),
+    ],
+)
+def test_bad_monitoring_options(tmp_path, addition, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(write(tmp_path, VALID.replace("thresholds:\n  psi: 0.25\n", "") + addition))
+
+
+def test_bad_feature_options(tmp_path):
+    text = VALID.replace("  car_value: numeric", "  car_value: {type: numeric, colour: red}")
+    with pytest.raises(SpecError, match="feature 'car_value': unknown option"):
+        load_spec(write(tmp_path, text))
 
 
 def test_missing_spec_file(tmp_path):
