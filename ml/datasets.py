@@ -179,3 +179,78 @@ def training_set(n: int = 4000, *, seed: int = 0, end: datetime | None = None) -
         id_prefix="train",
     )
     return frame.head(n).reset_index(drop=True)
+
+
+def wide_case(
+    *,
+    days: int = 10,
+    rows_per_day: int = 500,
+    n_numeric: int = 12,
+    n_categorical: int = 8,
+    drift: dict[str, int] | None = None,
+    window: str = "1d",
+    seed: int = 0,
+    start: datetime | None = None,
+) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """A generic batch-scoring case for any number of features: (spec, reference, logs).
+
+    Numeric features `num_<i>` are normal (some integer-valued), categorical `cat_<i>` draw from 6
+    categories. `drift` maps a feature name to the day its distribution moves (numeric: mean +1 sd;
+    categorical: the mix shifts to unseen-heavy categories). Columns follow the spec:
+    `event_time`, `row_id`, features, `score_label`, `score`, and the label `outcome` in the logs.
+    """
+    rng = np.random.default_rng(seed)
+    start = start or datetime(2026, 2, 1)
+    drift = drift or {}
+    numeric = [f"num_{i:02d}" for i in range(n_numeric)]
+    categorical = [f"cat_{i:02d}" for i in range(n_categorical)]
+    unknown = set(drift) - set(numeric) - set(categorical)
+    if unknown:
+        raise ValueError(f"drift names unknown features: {sorted(unknown)}")
+    categories = np.array(["a", "b", "c", "d", "e", "f"])
+    shares = np.array([0.3, 0.25, 0.2, 0.12, 0.08, 0.05])
+    shifted = np.array([0.1, 0.1, 0.15, 0.2, 0.2, 0.25])
+
+    def draw(n: int, day_index: np.ndarray | None) -> dict[str, np.ndarray]:
+        columns: dict[str, np.ndarray] = {}
+        for position, name in enumerate(numeric):
+            values = rng.normal(10.0 * (position + 1), 2.0 + position, size=n)
+            if day_index is not None and name in drift:
+                values = values + np.where(day_index >= drift[name], 2.0 + position, 0.0)
+            columns[name] = values.round() if position % 3 == 2 else values
+        for name in categorical:
+            values = rng.choice(categories, size=n, p=shares)
+            if day_index is not None and name in drift:
+                values = np.where(day_index >= drift[name], rng.choice(categories, size=n, p=shifted), values)
+            columns[name] = values
+        return columns
+
+    reference = pd.DataFrame(draw(max(2000, rows_per_day * 2), None))
+    n = days * rows_per_day
+    day_index = np.repeat(np.arange(days), rows_per_day)
+    logs = pd.DataFrame(draw(n, day_index))
+    score = rng.random(n)
+    logs.insert(
+        0,
+        "event_time",
+        pd.to_datetime(start) + pd.to_timedelta(day_index * 86_400 + rng.integers(0, 86_400, n), unit="s"),
+    )
+    logs.insert(1, "row_id", [f"r{seed}-{i:08d}" for i in range(n)])
+    logs["score"] = score
+    logs["score_label"] = (score > 0.5).astype(int)
+    logs["outcome"] = (rng.random(n) < score).astype(int)
+    reference_score = rng.random(len(reference))
+    reference["score"] = reference_score
+    reference["score_label"] = (reference_score > 0.5).astype(int)
+    reference["outcome"] = (rng.random(len(reference)) < reference_score).astype(int)
+    spec = {
+        "model": "wide_model",
+        "timestamp": "event_time",
+        "id": "row_id",
+        "prediction": "score_label",
+        "prediction_proba": "score",
+        "target": "outcome",
+        "features": {name: "numeric" for name in numeric} | {name: "categorical" for name in categorical},
+        "window": window,
+    }
+    return spec, reference, logs.sort_values("event_time", kind="stable").reset_index(drop=True)

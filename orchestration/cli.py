@@ -95,21 +95,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ml.spec import load_spec
-    from orchestration.pipeline import latest_feature_drift, run_pipeline
+    from orchestration.pipeline import drift_report, read_watermark, run_pipeline, write_watermark
     from orchestration.report import drift_summary
 
     spec = load_spec(args.spec)
     home = _home(args).ensure()
+    since = read_watermark(home, spec)
     outcome = run_pipeline(home, args.spec)
     if not outcome.success:
         print(
-            f"driftmart: run {outcome.run_id} failed at: {', '.join(outcome.failed_steps)}", file=sys.stderr
+            f"driftmart: run {outcome.run_id} failed at {', '.join(outcome.failed_steps)}; "
+            f"see `driftmart ui` or {home.dbt_logs / 'last_run.log'}",
+            file=sys.stderr,
         )
         return EXIT_ERROR
-    rows = latest_feature_drift(home, spec)
-    text, drifted = drift_summary(rows, latest_only=True)
-    print(text)
-    return EXIT_DRIFT if drifted else EXIT_OK
+    report = drift_report(home, spec, since=since)
+    scope = "windows with new rows" if since else "all windows"
+    if not report.cells:
+        report, scope = drift_report(home, spec, latest=True), "no new rows; the latest window"
+    print(f"{spec.model}: {scope}")
+    print(drift_summary(report))
+    write_watermark(home, spec)
+    if report.drift_found:
+        print("drift found (exit 1)")
+        return EXIT_DRIFT
+    print("no drift (exit 0)")
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -247,6 +258,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except Exception as error:  # a bug, not a user mistake: still exit 2, never 1 (= drift)
+        if os.environ.get("DRIFTMART_DEBUG"):
+            raise
+        print(
+            f"driftmart: internal error: {type(error).__name__}: {error} "
+            "(DRIFTMART_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from ml.datasets import DriftPlan, check_scenario, generate, training_set
 from ml.errors import DriftmartError
 from ml.spec import load_spec
 from ml.train import train_model
-from orchestration.pipeline import latest_feature_drift, run_pipeline
+from orchestration.pipeline import drift_report, run_pipeline
 from orchestration.report import drift_summary
 from warehouse.home import Home
 from warehouse.ingest import mirror_model
@@ -171,14 +171,13 @@ def run_demo(
         raise DemoError(f"pipeline run {outcome.run_id} failed at {', '.join(outcome.failed_steps)}")
 
     _step(6, total, "drift per feature and day")
-    drift_rows = latest_feature_drift(home, spec)
-    text, _ = drift_summary(drift_rows)
-    print(text)
+    report = drift_report(home, spec)
+    print(drift_summary(report))
     planted = ", ".join(plan.drifted_features) or "no input feature (labels only)"
     print(f"\nPlanted: '{scenario}' in {planted} from {plan.drift_start:%Y-%m-%d} on.")
-    n_drifted = sum(1 for row in drift_rows if row[6])
+    n_drifted = sum(cell.is_drifted for cell in report.cells)
     print(
-        f"The dbt drift test flagged {n_drifted} of {len(drift_rows)} (feature, window) cells; it is a "
+        f"The dbt drift test flagged {n_drifted} of {len(report.cells)} (feature, window) cells; it is a "
         "non-blocking check (severity warn), shown on marts/fct_feature_drift in the Dagster UI."
     )
     command = _driftmart_command()

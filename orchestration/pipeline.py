@@ -7,8 +7,10 @@ disagree and the UI lists the CLI's runs.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from dataclasses import dataclass
+from datetime import datetime
 
 import dagster as dg
 
@@ -64,15 +66,111 @@ def run_pipeline(home: Home, spec_path: str | None = None, *, log_level: str = "
     return PipelineOutcome(result.success, result.run_id, failed_steps, warnings)
 
 
-def latest_feature_drift(home: Home, spec: ModelSpec) -> list[tuple]:
-    """fct_feature_drift rows of the published copy, in window order."""
+@dataclass(frozen=True)
+class DriftCell:
+    window_start: datetime
+    feature_name: str
+    n_current: int
+    drift_method: str
+    drift_score: float | None
+    threshold: float
+    is_drifted: bool
+    is_below_min_rows: bool
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """The drift of the windows a run looked at, read back from the published marts."""
+
+    cells: list[DriftCell]
+    dataset_drifted: dict[datetime, tuple[float, bool]]  # window → (share drifted, is drifted)
+    prediction_drifted: dict[datetime, bool]
+
+    @property
+    def windows(self) -> list[datetime]:
+        return sorted({cell.window_start for cell in self.cells})
+
+    @property
+    def drift_found(self) -> bool:
+        return (
+            any(cell.is_drifted for cell in self.cells)
+            or any(drifted for _, drifted in self.dataset_drifted.values())
+            or any(self.prediction_drifted.values())
+        )
+
+
+WATERMARK_FILE = "last_run.json"
+
+
+def read_watermark(home: Home, spec: ModelSpec) -> datetime | None:
+    """The newest `loaded_at` that the previous successful `driftmart run` had seen."""
+    path = home.root / WATERMARK_FILE
+    if not path.exists():
+        return None
+    seen = json.loads(path.read_text()).get(spec.model)
+    return datetime.fromisoformat(seen) if seen else None
+
+
+def write_watermark(home: Home, spec: ModelSpec) -> None:
     with connect_published(home) as connection:
-        return connection.execute(
+        (newest,) = connection.execute(
+            "select max(loaded_at) from raw.inference_log where model_name = ?", [spec.model]
+        ).fetchall()[0]
+    path = home.root / WATERMARK_FILE
+    marks = json.loads(path.read_text()) if path.exists() else {}
+    marks[spec.model] = newest.isoformat() if newest else None
+    path.write_text(json.dumps(marks, indent=2) + "\n")
+
+
+def drift_report(
+    home: Home, spec: ModelSpec, *, since: datetime | None = None, latest: bool = False
+) -> DriftReport:
+    """Drift of every window (default), of the windows that received rows loaded after `since`, or
+    of the latest window only; from the published copy."""
+    with connect_published(home) as connection:
+        windows = "select window_start from marts.fct_dataset_drift where model_name = $model"
+        if since is not None:
+            windows = """
+                select distinct drift.window_start
+                from marts.fct_dataset_drift as drift
+                inner join raw.inference_log as logs
+                    on logs.model_name = drift.model_name
+                    and logs.scored_at >= drift.window_start
+                    and logs.scored_at < drift.window_end
+                where drift.model_name = $model and logs.loaded_at > $since
             """
-            select window_start, feature_name, feature_type, n_current, psi, threshold, is_drifted
+        elif latest:
+            windows = "select max(window_start) from marts.fct_dataset_drift where model_name = $model"
+        parameters = {"model": spec.model} | ({"since": since} if since is not None else {})
+        cells = connection.execute(
+            f"""
+            select window_start, feature_name, n_current, drift_method, drift_score, threshold,
+                   is_drifted, is_below_min_rows
             from marts.fct_feature_drift
-            where model_name = ?
-            order by window_start, feature_name
+            where model_name = $model and window_start in ({windows})
+            order by window_start
             """,
-            [spec.model],
+            parameters,
         ).fetchall()
+        dataset = connection.execute(
+            f"""
+            select window_start, share_drifted, is_dataset_drifted from marts.fct_dataset_drift
+            where model_name = $model and window_start in ({windows})
+            """,
+            parameters,
+        ).fetchall()
+        prediction = connection.execute(
+            f"""
+            select window_start, is_drifted from marts.fct_prediction_drift
+            where model_name = $model and window_start in ({windows})
+            """,
+            parameters,
+        ).fetchall()
+    order = {name: position for position, name in enumerate(spec.features)}
+    return DriftReport(
+        cells=sorted(
+            (DriftCell(*row) for row in cells), key=lambda c: (c.window_start, order.get(c.feature_name, 0))
+        ),
+        dataset_drifted={row[0]: (row[1], row[2]) for row in dataset},
+        prediction_drifted={row[0]: row[1] for row in prediction},
+    )

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestration.pipeline import DriftReport
 
 
 def render_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -34,30 +38,37 @@ def _window_label(window_start: datetime) -> str:
     return window_start.strftime("%Y-%m-%d %H:%M").removesuffix(" 00:00")
 
 
-def drift_summary(rows: Sequence[tuple], *, latest_only: bool = False) -> tuple[str, bool]:
-    """A window × feature grid of PSI (`*` marks drift) from fct_feature_drift rows, and whether the
-    shown windows drifted. Rows: (window_start, feature_name, feature_type, n_current, psi,
-    threshold, is_drifted)."""
-    if not rows:
-        return "no windows with data yet", False
-    windows = sorted({row[0] for row in rows})
-    if latest_only:
-        windows = windows[-1:]
-    features = list(dict.fromkeys(row[1] for row in rows))
-    cells = {(row[0], row[1]): row for row in rows}
-    grid, any_drifted = [], False
-    for window in windows:
+def drift_summary(report: DriftReport) -> str:
+    """A window × feature grid of drift scores: `*` drifted, `~` too few rows to judge; then the
+    share of drifted features (`*` when the dataset drifted) and prediction drift."""
+    if not report.cells:
+        return "no windows with data"
+    features = list(dict.fromkeys(cell.feature_name for cell in report.cells))
+    cells = {(cell.window_start, cell.feature_name): cell for cell in report.cells}
+    grid = []
+    for window in report.windows:
         line = [_window_label(window), ""]
         for feature in features:
-            row = cells.get((window, feature))
-            if row is None:
+            cell = cells.get((window, feature))
+            if cell is None:
                 line.append("")
                 continue
-            line[1] = str(row[3])
-            drifted = bool(row[6])
-            any_drifted |= drifted
-            line.append("" if row[4] is None else f"{row[4]:.3f}{'*' if drifted else ''}")
+            line[1] = str(cell.n_current)
+            mark = "*" if cell.is_drifted else "~" if cell.is_below_min_rows else ""
+            line.append("" if cell.drift_score is None else f"{cell.drift_score:.3f}{mark}")
+        share, dataset_drifted = report.dataset_drifted.get(window, (None, False))
+        line.append("" if share is None else f"{share:.2f}{'*' if dataset_drifted else ''}")
+        line.append("yes*" if report.prediction_drifted.get(window) else "no")
         grid.append(line)
-    thresholds = sorted({row[5] for row in rows if row[5] is not None})
-    legend = f"PSI per feature and window; * = drifted (PSI >= {', '.join(f'{t:g}' for t in thresholds)})"
-    return legend + "\n" + render_table(["window", "rows", *features], grid), any_drifted
+    methods = {}
+    for cell in report.cells:
+        methods.setdefault((cell.drift_method, cell.threshold), []).append(cell.feature_name)
+    legend = "; ".join(
+        f"{method} {'<' if method == 'chi2_p_value' else '>='} {threshold:g}"
+        for method, threshold in sorted(methods)
+    )
+    header = ["window", "rows", *features, "drifted_share", "prediction_drift"]
+    return (
+        f"drift score per feature and window (* drifted: {legend}; ~ too few rows to judge)\n"
+        + render_table(header, grid)
+    )

@@ -60,6 +60,7 @@ def connect_writer(home: Home) -> duckdb.DuckDBPyConnection:
     """Open the warehouse for writing and make sure the raw schema exists. Hold `writer_lock`."""
     home.ensure()
     connection = duckdb.connect(str(home.warehouse))
+    connection.execute("set enable_progress_bar = false")
     connection.execute(raw_schema_sql())
     return connection
 

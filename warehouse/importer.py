@@ -21,7 +21,7 @@ from ml.errors import DriftmartError
 from ml.spec import ModelSpec
 from warehouse.connection import warehouse_writer
 from warehouse.home import Home
-from warehouse.ingest import id_text, label_text, sync_registry, sync_spec, utc_now
+from warehouse.ingest import id_text, json_object_sql, label_text, sync_registry, sync_spec, utc_now
 
 NULL_TOKENS = ["", "NA", "N/A", "NULL", "null", "NaN", "nan", "None"]
 
@@ -89,28 +89,48 @@ def _check_columns(path: Path, frame: pd.DataFrame, required: list[str], optiona
 def _numbers(path: Path, frame: pd.DataFrame, column: str) -> tuple[pd.Series, int]:
     """A numeric column as float64; ±inf become missing (counted), text is an error."""
     values = frame[column]
-    if values.dtype == bool:
-        raise ImportFileError(f"{path}: column '{column}': booleans are not numbers")
-    converted = pd.to_numeric(values, errors="coerce").astype("float64")
-    bad = values.notna() & converted.isna()
-    if values.dtype == object:
-        bad |= values.map(lambda value: isinstance(value, bool))
-    if bad.any():
-        row = _first_bad(bad)
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.infer_dtype(values, skipna=True) in (
+        "boolean",
+        "mixed",
+    ):
+        bad = values.map(lambda value: isinstance(value, (bool, np.bool_)))
+        if bad.any():
+            row = _first_bad(bad)
+            raise ImportFileError(
+                f"{path}: column '{column}': {values.iloc[row]!r} at {_row_label(path, row)} is not a number"
+            )
+    try:
+        # numpy's parser is correctly rounded (pd.to_numeric's fast one is not: 0.04097352393619469
+        # → …946), so a CSV and a Parquet of the same data give the same numbers.
+        converted = values.astype("float64")
+    except (TypeError, ValueError):
+        parsed = pd.to_numeric(values, errors="coerce")
+        row = _first_bad(values.notna() & parsed.isna())
         raise ImportFileError(
             f"{path}: column '{column}': {values.iloc[row]!r} at {_row_label(path, row)} is not a number"
-        )
-    if values.dtype == object:
-        # pd.to_numeric's fast parser is not correctly rounded (0.04097352393619469 → …946):
-        # re-parse the valid cells exactly so a CSV and a Parquet of the same data are equal.
-        valid = converted.notna()
-        converted[valid] = values[valid].astype("float64")
+        ) from None
     infinite = np.isinf(converted.to_numpy())
     return converted.where(~infinite, np.nan), int(infinite.sum())
 
 
-def _texts(frame: pd.DataFrame, column: str, convert=label_text) -> pd.Series:
-    return frame[column].map(convert).astype(object)
+def _texts(frame: pd.DataFrame, column: str, *, is_id: bool = False) -> pd.Series:
+    """A column as text, vectorised (millions of rows): `label_text` rules for predictions and
+    labels (1, 1.0, "1.0" → "1"), `id_text` rules for ids (verbatim strings)."""
+    values = frame[column]
+    present = values.notna()
+    texts = pd.Series(None, index=values.index, dtype=object)
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_integer_dtype(values):
+        texts[present] = values[present].map(id_text if is_id else label_text)
+    elif pd.api.types.is_float_dtype(values):
+        integral = present & (values % 1 == 0)
+        texts[integral] = values[integral].astype("int64").astype(str)
+        texts[present & ~integral] = values[present & ~integral].map(repr)
+    else:
+        strings = values[present].astype(str)
+        if not is_id:
+            strings = strings.str.strip().str.replace(r"^(-?[0-9]+)\.0*$", r"\1", regex=True)
+        texts[present] = strings
+    return texts
 
 
 def _timestamps(path: Path, frame: pd.DataFrame, column: str) -> pd.Series:
@@ -129,7 +149,7 @@ def _timestamps(path: Path, frame: pd.DataFrame, column: str) -> pd.Series:
 
 
 def _ids(path: Path, frame: pd.DataFrame, column: str) -> pd.Series:
-    ids = _texts(frame, column, id_text)
+    ids = _texts(frame, column, is_id=True)
     missing = ids.isna()
     if missing.any():
         raise ImportFileError(
@@ -153,9 +173,7 @@ def _features(spec: ModelSpec, path: Path, frame: pd.DataFrame) -> tuple[pd.Data
             columns[name], count = _numbers(path, frame, name)
             non_finite += count
         else:
-            columns[name] = (
-                frame[name].map(lambda value: None if pd.isna(value) else str(value)).astype(object)
-            )
+            columns[name] = _texts(frame, name, is_id=True)  # categories verbatim
     return pd.DataFrame(columns, index=frame.index), non_finite
 
 
@@ -226,15 +244,12 @@ def prepare_labels(spec: ModelSpec, path: Path) -> pd.DataFrame:
 def _insert_logs(
     connection: duckdb.DuckDBPyConnection, spec: ModelSpec, logs: pd.DataFrame, version: int, source: str
 ) -> int:
-    # The features JSON is built by DuckDB (json_object), which is fast for millions of rows and
-    # writes missing numbers (NaN in pandas) as JSON null.
-    pairs = ", ".join(f"'{name}', \"feature__{name}\"" for name in spec.features)
     before = connection.execute("select count(*) from raw.inference_log").fetchall()[0][0]
     connection.register("import_logs", logs)
     connection.execute(
         f"""
         insert or ignore into raw.inference_log
-        select ?, request_id, ?, json_object({pairs}), prediction, probability,
+        select ?, request_id, ?, {json_object_sql(spec.features, "feature__")}, prediction, probability,
                scored_at, null, ?, ?
         from import_logs
         """,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -238,10 +239,7 @@ def sync_registry(
         if version.model_version in loaded_versions:
             continue
         reference = registry.load_reference(home, spec.model, version.model_version)
-        rows = reference_rows_frame(spec, reference, version.model_version, loaded_at)
-        connection.register("reference_batch", rows)
-        connection.execute("insert into raw.reference_rows select * from reference_batch")
-        connection.unregister("reference_batch")
+        _insert_reference_rows(connection, spec, reference, version.model_version, loaded_at)
         new_versions += 1
     return new_versions
 
@@ -254,33 +252,38 @@ def mirror_model(home: Home, spec: ModelSpec) -> None:
         sync_registry(connection, home, spec, loaded_at)
 
 
-def reference_rows_frame(
-    spec: ModelSpec, reference: pd.DataFrame, version: int, loaded_at: datetime
-) -> pd.DataFrame:
-    features = reference[list(spec.features)].astype(object)
-    features = features.where(features.notna(), None)
+def json_object_sql(features: Iterable[str], column_prefix: str = "") -> str:
+    """DuckDB builds the features JSON (fast for millions of rows; NaN/None become JSON null).
+    Feature names are validated identifiers (ml/spec.py), so they are safe to quote here."""
+    pairs = ", ".join(f"'{name}', \"{column_prefix}{name}\"" for name in features)
+    return f"json_object({pairs})"
+
+
+def _insert_reference_rows(
+    connection: duckdb.DuckDBPyConnection,
+    spec: ModelSpec,
+    reference: pd.DataFrame,
+    version: int,
+    loaded_at: datetime,
+) -> None:
     proba_column = spec.prediction_proba or "probability"
-    return pd.DataFrame(
-        {
-            "model_name": spec.model,
-            "model_version": version,
-            "row_number": np.arange(len(reference), dtype=np.int32),
-            "features": [
-                json.dumps(_plain(row), separators=(",", ":")) for row in features.to_dict(orient="records")
-            ],
-            "prediction": reference[spec.prediction].map(label_text)
-            if spec.prediction in reference
-            else None,
-            "probability": reference[proba_column].astype(float) if proba_column in reference else np.nan,
-            "label": reference[spec.target].map(label_text) if spec.target in reference else None,
-            "loaded_at": loaded_at,
-        }
+    batch = reference[list(spec.features)].add_prefix("feature__")
+    batch["row_number"] = np.arange(len(reference), dtype=np.int32)
+    batch["prediction"] = reference[spec.prediction].map(label_text) if spec.prediction in reference else None
+    batch["probability"] = reference[proba_column].astype(float) if proba_column in reference else np.nan
+    batch["label"] = reference[spec.target].map(label_text) if spec.target in reference else None
+    batch = batch.astype({"prediction": object, "label": object, "probability": float})
+    connection.register("reference_batch", batch)
+    connection.execute(
+        f"""
+        insert into raw.reference_rows
+        select ?, ?, row_number, {json_object_sql(spec.features, "feature__")}, prediction,
+               probability, label, ?
+        from reference_batch
+        """,
+        [spec.model, version, loaded_at],
     )
-
-
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """numpy scalars to JSON-able Python values."""
-    return {key: value.item() if isinstance(value, np.generic) else value for key, value in row.items()}
+    connection.unregister("reference_batch")
 
 
 def _known_specs(connection: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
