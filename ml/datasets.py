@@ -10,6 +10,9 @@ know exactly where drift is and where it is not:
 - `missing_surge`: from `drift_day` on, `credit_score` is missing for 40 % of applicants.
 - `concept_drift`: from `drift_day` on, the inputs keep their distribution but repayment depends on
   them differently (a regional downturn hits the self-employed), so only performance degrades.
+- `market_shift`: both at once from `drift_day` on: car prices rise and repayment behaviour
+  changes, so drift is visible in `car_value` and a retrained model does measurably better (the
+  demo's story).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ SCENARIOS: tuple[str, ...] = (
     "category_shift",
     "missing_surge",
     "concept_drift",
+    "market_shift",
 )
 EMPLOYMENT_TYPES = ("salaried", "self_employed", "contractor", "retired", "unemployed")
 EMPLOYMENT_SHARES = (0.62, 0.14, 0.10, 0.10, 0.04)
@@ -66,6 +70,7 @@ class DriftPlan:
             "category_shift": ("employment_type",),
             "missing_surge": ("credit_score",),
             "concept_drift": (),
+            "market_shift": ("car_value",),
         }[self.scenario]
 
 
@@ -86,7 +91,7 @@ def _applicants(rng: np.random.Generator, n: int, drifted: np.ndarray, scenario:
     car_value = rng.lognormal(mean=np.log(24_000), sigma=0.5, size=n)
     condition = rng.choice(VEHICLE_CONDITIONS, size=n, p=(0.35, 0.65))
     car_value = np.where(condition == "new", car_value * 1.45, car_value)
-    if scenario == "covariate_shift":
+    if scenario in ("covariate_shift", "market_shift"):
         car_value = np.where(drifted, car_value * CAR_VALUE_SHIFT, car_value)
     credit_score = np.clip(rng.normal(680, 70, size=n), 300, 850).round()
     missing_share = np.where(
@@ -158,7 +163,7 @@ def generate(
     scored_at = pd.to_datetime(start) + pd.to_timedelta(day_index * 86_400 + seconds, unit="s")
     drifted = day_index >= drift_day
     frame = _applicants(rng, n, drifted, scenario)
-    logit = _repayment_logit(frame, drifted & (scenario == "concept_drift"))
+    logit = _repayment_logit(frame, drifted & (scenario in ("concept_drift", "market_shift")))
     repaid = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(int)
     frame.insert(0, "scored_at", scored_at)
     frame.insert(0, "request_id", [f"{id_prefix}-{seed}-{i:07d}" for i in range(n)])

@@ -9,11 +9,14 @@ serves; it is replaced atomically. The warehouse mirrors all of this in `raw.mod
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,18 @@ class ModelVersion:
     features: dict[str, str]
     # SHA-256 of the reference set's content (imports recognise a reference they already have).
     reference_fingerprint: str = ""
+    # Every lifecycle step: {at, event, status, actor, reason, evidence}; newest last.
+    history: list[dict[str, Any]] = field(default_factory=list)
+    # The champion-vs-challenger comparison that decided this version's fate, if there was one.
+    validation: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def decided_at(self) -> str:
+        return self.history[-1]["at"] if self.history else self.created_at
+
+    @property
+    def reason(self) -> str:
+        return self.history[-1].get("reason", "") if self.history else ""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelVersion:
@@ -114,6 +129,35 @@ def get_version(home: Home, model_name: str, version: int) -> ModelVersion:
     return ModelVersion.from_dict(json.loads(metadata.read_text()))
 
 
+def _now() -> str:
+    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def _event(event: str, status: str, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> dict:
+    return {"at": _now(), "event": event, "status": status, "actor": actor, "reason": reason} | (
+        {"evidence": evidence} if evidence else {}
+    )
+
+
+def _save(home: Home, version: ModelVersion) -> ModelVersion:
+    metadata = version_dir(home, version.model_name, version.model_version) / METADATA
+    _write_atomic(metadata, json.dumps(asdict(version), indent=2).encode())
+    return version
+
+
+@contextmanager
+def registry_lock(home: Home, model_name: str) -> Iterator[None]:
+    """Serialise lifecycle changes of one model (pipeline, CLI rollback) across processes."""
+    directory = _model_dir(home, model_name)
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("a") as lock_file:
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+
+
 def champion_version(home: Home, model_name: str) -> int | None:
     pointer = _model_dir(home, model_name) / CHAMPION
     return int(pointer.read_text().strip()) if pointer.exists() else None
@@ -148,7 +192,7 @@ def register_external(home: Home, spec: ModelSpec, reference: pd.DataFrame) -> t
     model_version = ModelVersion(
         model_name=spec.model,
         model_version=version,
-        created_at=datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds"),
+        created_at=_now(),
         trigger="import",
         status="external",
         artifact_sha256="",
@@ -158,23 +202,33 @@ def register_external(home: Home, spec: ModelSpec, reference: pd.DataFrame) -> t
         n_reference_rows=len(reference),
         features=dict(spec.features),
         reference_fingerprint=fingerprint,
+        history=[_event("registered", "external", "driftmart import", "reference set imported")],
     )
     _write_atomic(target / METADATA, json.dumps(asdict(model_version), indent=2).encode())
     return model_version, True
 
 
-def register(home: Home, spec: ModelSpec, trained: TrainedModel, *, trigger: str = "manual") -> ModelVersion:
+def register(
+    home: Home,
+    spec: ModelSpec,
+    trained: TrainedModel,
+    *,
+    trigger: str = "manual",
+    actor: str = "driftmart train",
+    evidence: dict[str, Any] | None = None,
+) -> ModelVersion:
     """Save a trained model as the next version; the first version of a model becomes champion."""
     version, target = _next_version_dir(home, spec.model)
     _write_atomic(target / ARTIFACT, sio.dumps(trained.pipeline))
     trained.reference.to_parquet(target / REFERENCE, index=False)
     is_first = champion_version(home, spec.model) is None
+    status = "champion" if is_first else "challenger"
     model_version = ModelVersion(
         model_name=spec.model,
         model_version=version,
-        created_at=datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds"),
+        created_at=_now(),
         trigger=trigger,
-        status="champion" if is_first else "challenger",
+        status=status,
         artifact_sha256=sha256_of(target / ARTIFACT),
         metrics=trained.metrics,
         spec_fingerprint=spec.fingerprint,
@@ -182,12 +236,90 @@ def register(home: Home, spec: ModelSpec, trained: TrainedModel, *, trigger: str
         n_reference_rows=len(trained.reference),
         features=dict(spec.features),
         reference_fingerprint=reference_fingerprint(trained.reference),
+        history=[_event("registered", status, actor, f"trigger: {trigger}", evidence)],
     )
     # version.json is written last: a version without it is an interrupted registration, not a model.
     _write_atomic(target / METADATA, json.dumps(asdict(model_version), indent=2).encode())
     if is_first:
         _write_atomic(_model_dir(home, spec.model) / CHAMPION, f"{version}\n".encode())
     return model_version
+
+
+def record_validation(home: Home, model_name: str, version: int, validation: dict[str, Any]) -> ModelVersion:
+    with registry_lock(home, model_name):
+        return _save(home, replace(get_version(home, model_name, version), validation=validation))
+
+
+def promote(
+    home: Home, model_name: str, version: int, *, actor: str, reason: str, evidence: dict | None = None
+) -> ModelVersion:
+    """Make `version` the champion (the API switches to it); the previous champion is retired."""
+    with registry_lock(home, model_name):
+        candidate = get_version(home, model_name, version)
+        if not candidate.has_artifact:
+            raise RegistryError(f"{model_name} v{version} has no model artifact and cannot be served")
+        previous = champion_version(home, model_name)
+        if previous == version:
+            return candidate
+        if previous is not None:
+            retired = get_version(home, model_name, previous)
+            _save(
+                home,
+                replace(
+                    retired,
+                    status="retired",
+                    history=[
+                        *retired.history,
+                        _event("retired", "retired", actor, f"replaced by v{version}"),
+                    ],
+                ),
+            )
+        promoted = _save(
+            home,
+            replace(
+                candidate,
+                status="champion",
+                history=[*candidate.history, _event("promoted", "champion", actor, reason, evidence)],
+            ),
+        )
+        _write_atomic(_model_dir(home, model_name) / CHAMPION, f"{version}\n".encode())
+        return promoted
+
+
+def reject(
+    home: Home, model_name: str, version: int, *, actor: str, reason: str, evidence: dict | None = None
+) -> ModelVersion:
+    with registry_lock(home, model_name):
+        candidate = get_version(home, model_name, version)
+        return _save(
+            home,
+            replace(
+                candidate,
+                status="rejected",
+                history=[*candidate.history, _event("rejected", "rejected", actor, reason, evidence)],
+            ),
+        )
+
+
+def rollback(home: Home, model_name: str, *, actor: str, reason: str = "rollback") -> ModelVersion:
+    """Return to the champion before the current one (the newest retired version)."""
+    current = champion_version(home, model_name)
+    if current is None:
+        raise RegistryError(f"model {model_name!r} has no champion to roll back from")
+    retired = [
+        version
+        for version in list_versions(home, model_name)
+        if version.status == "retired" and version.has_artifact and version.model_version != current
+    ]
+    if not retired:
+        raise RegistryError(
+            f"{model_name} v{current} is the only champion there has been: nothing to roll back to"
+        )
+    previous = max(retired, key=lambda version: version.decided_at)
+    load_pipeline(home, model_name, previous.model_version)  # refuse a tampered or missing artifact
+    return promote(
+        home, model_name, previous.model_version, actor=actor, reason=f"{reason} (from v{current})"
+    )
 
 
 def load_pipeline(home: Home, model_name: str, version: int | None = None) -> tuple[Pipeline, ModelVersion]:

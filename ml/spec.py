@@ -32,6 +32,7 @@ OPTIONAL_KEYS: tuple[str, ...] = (
     "statistics",
     "drift_methods",
     "thresholds",
+    "retrain",
     "description",
 )
 # Statistics that can decide drift, with their default thresholds. Effect sizes decide by default:
@@ -96,6 +97,28 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class RetrainPolicy:
+    """When to retrain and when a challenger wins: the spec's optional `retrain:` block.
+
+    A retrain is due when the dataset drifted in the latest judged window (the severity-error
+    signal), or when features drifted in `consecutive_warns` windows in a row (warnings). The
+    challenger trains on the champion's reference plus the labelled rows since the drift began (at
+    most `max_training_rows`); the newest `holdout_share` of them judge champion and challenger, and
+    the challenger wins only by at least `promotion_margin` on `metric`.
+    """
+
+    consecutive_warns: int = 2
+    min_labelled_rows: int = 200
+    max_training_rows: int = 50_000
+    holdout_share: float = 0.3
+    metric: str = "roc_auc"
+    promotion_margin: float = 0.0
+
+
+RETRAIN_METRICS = ("roc_auc", "accuracy", "f1")
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     model: str
     timestamp: str
@@ -111,6 +134,7 @@ class ModelSpec:
     statistics: str = "reference_bins"
     thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     monitors: dict[str, FeatureMonitor] = field(default_factory=dict)
+    retrain: RetrainPolicy = field(default_factory=RetrainPolicy)
     source: str = "<memory>"
 
     @property
@@ -232,6 +256,41 @@ def _reference(raw: Any, source: str) -> Reference:
     )
 
 
+def _retrain(raw: Any, source: str) -> RetrainPolicy:
+    if raw is None:
+        return RetrainPolicy()
+    where = f"{source}: retrain"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: expected a mapping")
+    known = RetrainPolicy.__dataclass_fields__
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s): {', '.join(unknown)} (known: {', '.join(known)})")
+    values: dict[str, Any] = {}
+    for key in ("consecutive_warns", "min_labelled_rows", "max_training_rows"):
+        if key in raw:
+            if isinstance(raw[key], bool) or not isinstance(raw[key], int) or raw[key] < 1:
+                raise SpecError(f"{where}.{key} must be a positive integer, got {raw[key]!r}")
+            values[key] = raw[key]
+    if "holdout_share" in raw:
+        share = raw["holdout_share"]
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
+            raise SpecError(f"{where}.holdout_share must be between 0 and 1, got {share!r}")
+        values["holdout_share"] = float(share)
+    if "metric" in raw:
+        if raw["metric"] not in RETRAIN_METRICS:
+            raise SpecError(
+                f"{where}.metric must be one of {', '.join(RETRAIN_METRICS)}, got {raw['metric']!r}"
+            )
+        values["metric"] = raw["metric"]
+    if "promotion_margin" in raw:
+        margin = raw["promotion_margin"]
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
+            raise SpecError(f"{where}.promotion_margin must be a number in [0, 1), got {margin!r}")
+        values["promotion_margin"] = float(margin)
+    return RetrainPolicy(**values)
+
+
 def parse_spec(raw: Any, source: str = "<memory>") -> ModelSpec:
     """Validate a parsed YAML document and return the spec it describes."""
     if not isinstance(raw, dict):
@@ -336,6 +395,7 @@ def parse_spec(raw: Any, source: str = "<memory>") -> ModelSpec:
         statistics=statistics,
         thresholds=thresholds,
         monitors=monitors,
+        retrain=_retrain(raw.get("retrain"), source),
         source=source,
     )
 

@@ -83,9 +83,15 @@ def feature_frame(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def train_model(
-    spec: ModelSpec, frame: pd.DataFrame, *, seed: int = 0, validation_share: float = 0.25
+    spec: ModelSpec,
+    frame: pd.DataFrame,
+    *,
+    seed: int = 0,
+    validation_share: float = 0.25,
+    validation: pd.DataFrame | None = None,
 ) -> TrainedModel:
-    """Fit the spec's pipeline on `frame` and validate it on a stratified held-out share."""
+    """Fit the spec's pipeline on `frame` and validate it on a stratified held-out share of it, or
+    on `validation` when given (its rows then become the reference set)."""
     if spec.target not in frame.columns:
         raise TrainingDataError(f"missing target column {spec.target!r}")
     labelled = frame[frame[spec.target].notna()]
@@ -95,9 +101,14 @@ def train_model(
             f"target {spec.target!r} must have exactly two classes, found {target.nunique()}"
         )
     features = feature_frame(spec, labelled)
-    x_train, x_valid, y_train, y_valid = train_test_split(
-        features, target, test_size=validation_share, random_state=seed, stratify=target
-    )
+    if validation is None:
+        x_train, x_valid, y_train, y_valid = train_test_split(
+            features, target, test_size=validation_share, random_state=seed, stratify=target
+        )
+    else:
+        x_train, y_train = features, target
+        validation = validation[validation[spec.target].notna()]
+        x_valid, y_valid = feature_frame(spec, validation), validation[spec.target]
     pipeline = build_pipeline(spec, seed).fit(x_train, y_train)
     probability = pipeline.predict_proba(x_valid)[:, 1]
     prediction = pipeline.predict(x_valid)
@@ -108,7 +119,8 @@ def train_model(
         "log_loss": float(log_loss(y_valid, pipeline.predict_proba(x_valid))),
     }
     reference = x_valid.copy()
-    id_column = labelled.loc[x_valid.index, spec.id] if spec.id in labelled else x_valid.index
+    source = labelled if validation is None else validation
+    id_column = source.loc[x_valid.index, spec.id] if spec.id in source else x_valid.index
     reference.insert(0, spec.id, np.asarray(id_column).astype(str))
     reference[spec.prediction] = prediction
     reference[spec.prediction_proba or "probability"] = probability

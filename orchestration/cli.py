@@ -116,10 +116,50 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{spec.model}: {scope}")
     print(drift_summary(report))
     write_watermark(home, spec)
+    if not args.no_retrain:
+        _retrain_if_due(home, spec, args.spec)
     if report.drift_found:
         print("drift found (exit 1)")
         return EXIT_DRIFT
     print("no drift (exit 0)")
+    return EXIT_OK
+
+
+def _retrain_if_due(home, spec, spec_path: str | None) -> None:
+    """The same decision as the Dagster sensor: on drift, run the retrain job and say what it did."""
+    from ml import registry
+    from orchestration.automation import retrain_decision
+    from orchestration.definitions import RETRAIN_JOB
+    from orchestration.pipeline import run_pipeline
+
+    decision = retrain_decision(home, spec)
+    if not decision.needed:
+        print(f"retrain: not due ({decision.reason})")
+        return
+    print(f"retrain: {decision.reason}")
+    outcome = run_pipeline(home, spec_path, job_name=RETRAIN_JOB)
+    if not outcome.success:
+        raise UsageError(f"retrain run {outcome.run_id} failed at {', '.join(outcome.failed_steps)}")
+    latest = registry.list_versions(home, spec.model)[-1]
+    print(f"retrain: challenger v{latest.model_version} {latest.status}: {latest.reason}")
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from ml import registry
+    from ml.spec import load_spec
+    from warehouse.ingest import mirror_model
+
+    spec = load_spec(args.spec)
+    home = _home(args)
+    before = registry.champion_version(home, spec.model)
+    restored = registry.rollback(
+        home, spec.model, actor=f"driftmart rollback ({os.environ.get('USER', 'cli')})"
+    )
+    mirror_model(home, spec)
+    print(
+        f"{spec.model}: champion is now v{restored.model_version} (was v{before}); "
+        "a running API switches within a second"
+    )
     return EXIT_OK
 
 
@@ -188,6 +228,20 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from warehouse.exporter import metrics_server
+
+    home = _home(args)
+    server = metrics_server(home, args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"driftmart metrics for {home.root} on http://{host}:{port}/metrics (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="driftmart", description="Monitor ML models in production from the data warehouse."
@@ -200,9 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="the whole flow end to end on synthetic data with drift")
-    demo.add_argument(
-        "--scenario", default="covariate_shift", help="drift scenario (default: covariate_shift)"
-    )
+    demo.add_argument("--scenario", default="market_shift", help="drift scenario (default: market_shift)")
     demo.add_argument("--days", type=int, default=14, help="days of traffic to send (default 14)")
     demo.add_argument("--rows-per-day", type=int, default=400, help="predictions per day (default 400)")
     demo.set_defaults(handler=cmd_demo)
@@ -234,7 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="one batch pass: ingest, dbt build, checks (exit 1 on drift)")
     run.add_argument("--spec")
+    run.add_argument(
+        "--no-retrain", action="store_true", help="detect only: do not retrain when drift checks fail"
+    )
     run.set_defaults(handler=cmd_run)
+
+    rollback = commands.add_parser("rollback", help="make the previous champion the champion again")
+    rollback.add_argument("--spec")
+    rollback.set_defaults(handler=cmd_rollback)
 
     ui = commands.add_parser("ui", help="the Dagster UI on this home")
     ui.add_argument("--spec")
@@ -246,6 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query")
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
     sql.set_defaults(handler=cmd_sql)
+
+    metrics = commands.add_parser(
+        "metrics", help="the Prometheus exporter for the drift marts (reads the published copy)"
+    )
+    metrics.add_argument("--host", default="127.0.0.1")
+    metrics.add_argument(
+        "--port", type=int, default=9108, help="port to listen on (default 9108; 0: any free)"
+    )
+    metrics.set_defaults(handler=cmd_metrics)
     return parser
 
 

@@ -11,23 +11,39 @@ import dagster as dg
 
 from orchestration.assets.dbt import dbt_resource, driftmart_dbt_assets
 from orchestration.assets.ingest import external_sources, raw_tables
+from orchestration.assets.model import challenger_model, champion_model
 from orchestration.assets.publish import published_warehouse
+from orchestration.automation import build_retrain_sensor
 from orchestration.resources import DriftmartResource
 from warehouse.home import Home
 
 PIPELINE_JOB = "driftmart_pipeline"
+RETRAIN_JOB = "driftmart_retrain"
 
 pipeline_job = dg.define_asset_job(
     PIPELINE_JOB,
     selection=dg.AssetSelection.assets(raw_tables, driftmart_dbt_assets, published_warehouse),
     description="One batch pass: ingest landed logs, dbt build (drift marts and checks), publish.",
 )
+retrain_job = dg.define_asset_job(
+    RETRAIN_JOB,
+    selection=dg.AssetSelection.assets(challenger_model, champion_model),
+    description="Train a challenger, validate it against the champion, promote or reject it.",
+)
 
 
 def build_definitions(home: str | None = None, spec_path: str | None = None) -> dg.Definitions:
     return dg.Definitions(
-        assets=[*external_sources, raw_tables, driftmart_dbt_assets, published_warehouse],
-        jobs=[pipeline_job],
+        assets=[
+            *external_sources,
+            raw_tables,
+            driftmart_dbt_assets,
+            published_warehouse,
+            challenger_model,
+            champion_model,
+        ],
+        jobs=[pipeline_job, retrain_job],
+        sensors=[build_retrain_sensor(retrain_job)],
         resources={
             "driftmart": DriftmartResource(
                 home_dir=str(Home.resolve(home).root),

@@ -24,6 +24,8 @@ from ml.datasets import DriftPlan, check_scenario, generate, training_set
 from ml.errors import DriftmartError
 from ml.spec import load_spec
 from ml.train import train_model
+from orchestration.automation import retrain_decision
+from orchestration.definitions import RETRAIN_JOB
 from orchestration.pipeline import drift_report, run_pipeline
 from orchestration.report import drift_summary
 from warehouse.home import Home
@@ -92,16 +94,20 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return json.loads(payload.to_json(orient="records"))
 
 
-def send_traffic(client: httpx.Client, traffic: pd.DataFrame, target: str, days: int) -> int:
+def send_traffic(client: httpx.Client, traffic: pd.DataFrame, target: str) -> int:
     sent = 0
-    day_of = (traffic["scored_at"] - traffic["scored_at"].min().normalize()).dt.days
-    for day in range(days):
+    day_of = traffic["scored_at"].dt.normalize()
+    days = sorted(day_of.unique())
+    for day_number, day in enumerate(days):
         rows = traffic[day_of == day].drop(columns=[target])
         for start in range(0, len(rows), BATCH_SIZE):
             response = client.post("/predict/batch", json=_records(rows.iloc[start : start + BATCH_SIZE]))
             response.raise_for_status()
             sent += len(response.json())
-        print(f"      day {day + 1:>2}/{days}: {sent} predictions logged", flush=True)
+        print(
+            f"      {pd.Timestamp(day):%Y-%m-%d} ({day_number + 1}/{len(days)}): {sent} predictions logged",
+            flush=True,
+        )
     return sent
 
 
@@ -127,59 +133,120 @@ def _driftmart_command() -> str:
         return str(installed)
 
 
+def _pipeline(home: Home) -> None:
+    outcome = run_pipeline(home)
+    if not outcome.success:
+        raise DemoError(f"pipeline run {outcome.run_id} failed at {', '.join(outcome.failed_steps)}")
+
+
 def run_demo(
-    home: Home, *, scenario: str = "covariate_shift", days: int = 14, rows_per_day: int = 400
+    home: Home,
+    *,
+    scenario: str = "market_shift",
+    days: int = 14,
+    rows_per_day: int = 400,
+    days_after_retrain: int = 3,
 ) -> int:
+    """The story: drift appears, checks fail, a challenger is trained, validated and promoted,
+    traffic continues on the new version, and the new windows are back under threshold."""
     started = time.monotonic()
-    total = 6
+    total = 8
     check_scenario(scenario)
     spec = load_spec()
     prepare_home(home)
+    all_days = days + days_after_retrain
     today = datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
-    plan = DriftPlan(scenario=scenario, start=today - timedelta(days=days), days=days, drift_day=days // 2)
-    traffic = generate(
-        scenario, start=plan.start, days=days, rows_per_day=rows_per_day, drift_day=plan.drift_day, seed=7
+    plan = DriftPlan(
+        scenario=scenario, start=today - timedelta(days=all_days), days=all_days, drift_day=days // 2
     )
+    traffic = generate(
+        scenario, start=plan.start, days=all_days, rows_per_day=rows_per_day, drift_day=plan.drift_day, seed=7
+    )
+    split_at = plan.start + timedelta(days=days)
+    before, after = traffic[traffic[spec.timestamp] < split_at], traffic[traffic[spec.timestamp] >= split_at]
+    timeline: list[str] = []
 
     _step(1, total, f"training {spec.model} v1 on {len(training_set())} synthetic applications")
-    version = registry.register(home, spec, train_model(spec, training_set()), trigger="initial")
+    version = registry.register(
+        home, spec, train_model(spec, training_set()), trigger="initial", actor="demo"
+    )
     mirror_model(home, spec)
     metrics = version.metrics
     print(f"      validation ROC AUC {metrics['roc_auc']:.3f}, accuracy {metrics['accuracy']:.3f}")
+    timeline.append(f"v1 trained and serving (validation ROC AUC {metrics['roc_auc']:.3f})")
 
     port = free_port()
     _step(2, total, f"starting the model API on http://127.0.0.1:{port}")
     server = start_server(home, port)
     try:
-        _step(
-            3,
-            total,
-            f"sending {days} days of traffic; scenario '{scenario}' from {plan.drift_start:%Y-%m-%d}",
-        )
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            sent = send_traffic(client, traffic, spec.target, days)
-            _step(4, total, "sending delayed labels to /feedback")
-            labelled = send_feedback(client, traffic, spec.id, spec.target)
-            print(f"      {labelled} labels logged")
+            _step(
+                3,
+                total,
+                f"sending {days} days of traffic and labels; '{scenario}' from {plan.drift_start:%Y-%m-%d}",
+            )
+            sent = send_traffic(client, before, spec.target)
+            labelled = send_feedback(client, before, spec.id, spec.target)
+            print(f"      {labelled} labels logged through /feedback")
+
+            _step(4, total, "pipeline in Dagster: ingest → dbt build (drift marts + checks) → publish")
+            _pipeline(home)
+            report = drift_report(home, spec)
+            print(drift_summary(report))
+            first_drift = min((cell.window_start for cell in report.cells if cell.is_drifted), default=None)
+            drifted = sorted({cell.feature_name for cell in report.cells if cell.is_drifted})
+            timeline.append(
+                f"drift detected from {first_drift:%Y-%m-%d} in {', '.join(drifted)} (planted from "
+                f"{plan.drift_start:%Y-%m-%d} in {', '.join(plan.drifted_features) or 'labels only'})"
+                if first_drift
+                else "no drift detected"
+            )
+
+            _step(
+                5,
+                total,
+                "drift checks failed → retrain: challenger trained and validated against the champion",
+            )
+            decision = retrain_decision(home, spec)
+            print(f"      {decision.reason}")
+            if decision.needed:
+                outcome = run_pipeline(home, job_name=RETRAIN_JOB)
+                if not outcome.success:
+                    raise DemoError(
+                        f"retrain run {outcome.run_id} failed at {', '.join(outcome.failed_steps)}"
+                    )
+                challenger = registry.list_versions(home, spec.model)[-1]
+                verdict = challenger.validation
+                metric = verdict["metric"]
+                print(
+                    f"      v{challenger.model_version} {challenger.status}: {challenger.reason}\n"
+                    f"      holdout {metric}: champion {verdict['champion'][metric]:.3f}, "
+                    f"challenger {verdict['challenger'][metric]:.3f} on {verdict['n_holdout']} recent rows"
+                )
+                timeline.append(f"retrain: {decision.reason}")
+                timeline.append(f"v{challenger.model_version} {challenger.status}: {challenger.reason}")
+
+            _step(6, total, f"traffic continues for {days_after_retrain} days")
+            serving = _wait_for_champion(client, registry.champion_version(home, spec.model))
+            sent += send_traffic(client, after, spec.target)
+            labelled += send_feedback(client, after, spec.id, spec.target)
+            timeline.append(f"API switched to v{serving} without a restart; {len(after)} more predictions")
     finally:
         server.terminate()
         server.wait(timeout=30)
 
-    _step(5, total, "running the pipeline in Dagster: ingest → dbt build (drift marts + tests) → publish")
-    outcome = run_pipeline(home)
-    if not outcome.success:
-        raise DemoError(f"pipeline run {outcome.run_id} failed at {', '.join(outcome.failed_steps)}")
-
-    _step(6, total, "drift per feature and day")
+    _step(7, total, "pipeline again: the new windows are judged against the new champion's reference")
+    _pipeline(home)
     report = drift_report(home, spec)
     print(drift_summary(report))
-    planted = ", ".join(plan.drifted_features) or "no input feature (labels only)"
-    print(f"\nPlanted: '{scenario}' in {planted} from {plan.drift_start:%Y-%m-%d} on.")
-    n_drifted = sum(cell.is_drifted for cell in report.cells)
-    print(
-        f"The dbt drift test flagged {n_drifted} of {len(report.cells)} (feature, window) cells; it is a "
-        "non-blocking check (severity warn), shown on marts/fct_feature_drift in the Dagster UI."
-    )
+    new_windows = [cell for cell in report.cells if cell.window_start >= split_at]
+    after_drifted = sorted({cell.feature_name for cell in new_windows if cell.is_drifted})
+    outcome_text = f"drift in {', '.join(after_drifted)}" if after_drifted else "no feature drifted"
+    timeline.append(f"after the retrain: {outcome_text} in the {days_after_retrain} new windows")
+
+    _step(8, total, "timeline")
+    for line in timeline:
+        print(f"  - {line}")
     command = _driftmart_command()
     print(
         f"\nDone in {time.monotonic() - started:.0f} s: {sent} predictions and {labelled} labels "
@@ -187,7 +254,17 @@ def run_demo(
         f"  warehouse (DuckDB)   {home.warehouse}\n"
         f"  published read-only  {home.published}\n"
         f"  query it             {command} --home {home.root} sql "
-        '"select * from marts.fct_feature_drift where is_drifted"\n'
+        '"select * from marts.dim_model_versions"\n'
         f"  Dagster UI           {command} --home {home.root} ui   (then open http://127.0.0.1:3000)"
     )
     return 0
+
+
+def _wait_for_champion(client: httpx.Client, version: int | None, timeout: float = 10.0) -> int:
+    """The API follows the registry's champion within a second; wait until it serves `version`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        serving = client.get("/model").json()["model_version"]
+        if serving == version or time.monotonic() > deadline:
+            return serving
+        time.sleep(0.2)

@@ -27,8 +27,11 @@ class PipelineOutcome:
     warnings: list[str]
 
 
-def run_pipeline(home: Home, spec_path: str | None = None, *, log_level: str = "WARNING") -> PipelineOutcome:
-    """Ingest, dbt build and publish; returns whether the run succeeded and the failed checks.
+def run_pipeline(
+    home: Home, spec_path: str | None = None, *, job_name: str | None = None, log_level: str = "WARNING"
+) -> PipelineOutcome:
+    """Run a job of the definitions (default: ingest, dbt build, publish) on the home's instance;
+    returns whether it succeeded and the failed checks.
 
     The full event log is in the home's Dagster instance (`driftmart ui`); the console shows
     `log_level` and above.
@@ -40,7 +43,7 @@ def run_pipeline(home: Home, spec_path: str | None = None, *, log_level: str = "
     from orchestration.instance import instance_for
 
     definitions = build_definitions(str(home.root), spec_path)
-    job = definitions.resolve_job_def(PIPELINE_JOB)
+    job = definitions.resolve_job_def(job_name or PIPELINE_JOB)
     home.dbt_logs.mkdir(parents=True, exist_ok=True)
     # dbt's own progress lines go to a file (and to the Dagster event log), not the terminal.
     with (

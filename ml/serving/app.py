@@ -117,6 +117,13 @@ def create_app(
     predictions_total = Counter(
         "driftmart_api_predictions", "Predictions answered and durably logged.", registry=metrics
     )
+    log_write_latency = Histogram(
+        "driftmart_api_log_write_duration_seconds",
+        "Durable logging latency by landing stream: one LandingWriter.append, write + fdatasync.",
+        ["stream"],
+        buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+        registry=metrics,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -185,7 +192,8 @@ def create_app(
                     model_version=version.model_version,
                 )
             )
-        writers["inference"].append(records)  # on disk before we answer
+        with log_write_latency.labels("inference").time():
+            writers["inference"].append(records)  # on disk before we answer
         predictions_total.inc(len(records))
         return answers
 
@@ -217,17 +225,18 @@ def create_app(
                 [{"field": "(body)", "message": "empty list"}],
             )
         now = datetime.now(UTC).replace(tzinfo=None).isoformat()
-        writers["feedback"].append(
-            [
-                {
-                    "model": spec.model,
-                    "request_id": item.request_id,
-                    "label": item.label,
-                    "received_at": now,
-                }
-                for item in items
-            ]
-        )
+        with log_write_latency.labels("feedback").time():
+            writers["feedback"].append(
+                [
+                    {
+                        "model": spec.model,
+                        "request_id": item.request_id,
+                        "label": item.label,
+                        "received_at": now,
+                    }
+                    for item in items
+                ]
+            )
         return FeedbackAccepted(accepted=len(items))
 
     @app.get("/model", response_model=ModelInfo)

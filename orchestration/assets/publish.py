@@ -17,11 +17,13 @@ PUBLISHED = dg.AssetKey(["published", "driftmart_duckdb"])
     kinds={"duckdb"},
     pool=WAREHOUSE_WRITER_POOL,
 )
-def published_warehouse(driftmart: DriftmartResource) -> dg.MaterializeResult:
+def published_warehouse(
+    context: dg.AssetExecutionContext, driftmart: DriftmartResource
+) -> dg.MaterializeResult:
     """`<home>/published/driftmart.duckdb`, replaced atomically after each successful build."""
     home = driftmart.home
     with writer_lock(home):
-        path = publish(home)
+        path = publish(home, run_id=context.run_id)
     return dg.MaterializeResult(
         metadata={"path": dg.MetadataValue.path(str(path)), "bytes": path.stat().st_size}
     )

@@ -1,0 +1,114 @@
+"""When drift calls for a retrain: one decision, used by the Dagster sensor and by `driftmart run`.
+
+Only windows judged against the *current* champion's reference count (after a promotion, the old
+drifted windows are history, not a reason to retrain again), and a drift episode triggers at most
+one retrain: the run key is the window that started it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import dagster as dg
+import duckdb
+
+from ml import registry
+from ml.spec import ModelSpec
+from warehouse.connection import NothingPublishedError, connect_published
+from warehouse.home import Home
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    needed: bool
+    reason: str
+    drift_started_at: datetime | None = None  # first window of the drift episode
+    trigger_window: datetime | None = None  # the window that crossed the line
+
+    @property
+    def run_key(self) -> str:
+        return f"retrain:{self.trigger_window:%Y%m%dT%H%M%S}" if self.trigger_window else "retrain"
+
+
+def judged_windows(connection: duckdb.DuckDBPyConnection, spec: ModelSpec, champion: int) -> list[tuple]:
+    """(window_start, n_drifted, is_dataset_drifted) of the windows judged against `champion`'s
+    reference with enough rows, newest first."""
+    return connection.execute(
+        """
+        select features.window_start,
+               count(*) filter (where features.is_drifted) as n_drifted,
+               bool_or(dataset.is_dataset_drifted) as is_dataset_drifted
+        from marts.fct_feature_drift as features
+        inner join marts.fct_dataset_drift as dataset
+            on dataset.model_name = features.model_name and dataset.window_start = features.window_start
+        where features.model_name = ?
+          and features.reference_version = ?
+          and not features.is_below_min_rows
+        group by features.window_start
+        order by features.window_start desc
+        """,
+        [spec.model, champion],
+    ).fetchall()
+
+
+def retrain_decision(home: Home, spec: ModelSpec) -> RetrainDecision:
+    """Is a retrain due? Dataset drift in the latest judged window (an error), or drifted features
+    in `consecutive_warns` judged windows in a row (warnings)."""
+    champion = registry.champion_version(home, spec.model)
+    if champion is None:
+        return RetrainDecision(False, f"{spec.model} has no champion to retrain")
+    try:
+        with connect_published(home) as connection:
+            windows = judged_windows(connection, spec, champion)
+    except NothingPublishedError:
+        return RetrainDecision(False, "nothing published yet")
+    if not windows:
+        return RetrainDecision(False, f"no window judged against v{champion} yet")
+    streak = []
+    for window_start, n_drifted, _ in windows:
+        if not n_drifted:
+            break
+        streak.append(window_start)
+    latest, n_drifted, dataset_drifted = windows[0]
+    needed_warns = spec.retrain.consecutive_warns
+    if dataset_drifted:
+        reason = f"dataset drift in the window of {latest:%Y-%m-%d %H:%M} ({n_drifted} features drifted)"
+        trigger = latest
+    elif len(streak) >= needed_warns:
+        reason = f"features drifted in {len(streak)} consecutive windows (threshold {needed_warns})"
+        trigger = streak[needed_warns - 1]  # the window that completed the streak: stable across runs
+    else:
+        return RetrainDecision(
+            False,
+            f"latest judged window {latest:%Y-%m-%d %H:%M}: {n_drifted} features drifted, no retrain due",
+        )
+    started = streak[-1] if streak else latest
+    for version in registry.list_versions(home, spec.model):
+        if any(
+            event.get("evidence", {}).get("trigger_window") == f"{trigger:%Y-%m-%dT%H:%M:%S}"
+            for event in version.history
+        ):
+            return RetrainDecision(
+                False, f"already retrained for this drift (v{version.model_version})", started, trigger
+            )
+    return RetrainDecision(True, reason, started, trigger)
+
+
+def build_retrain_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="drift_retrain_sensor",
+        job=job,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={"driftmart"},
+        description="Requests a retrain when drift checks fail (see orchestration/automation.py).",
+    )
+    def drift_retrain_sensor(context: dg.SensorEvaluationContext):
+        driftmart = context.resources.driftmart
+        decision = retrain_decision(driftmart.home, driftmart.spec())
+        if not decision.needed:
+            return dg.SkipReason(decision.reason)
+        return dg.RunRequest(run_key=decision.run_key, tags={"driftmart/trigger": decision.reason})
+
+    return drift_retrain_sensor

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+
+from ml import registry
+from ml.datasets import generate
+from ml.spec import RetrainPolicy
+from ml.validation import (
+    NotEnoughLabelsError,
+    reference_psi,
+    split_recent,
+    train_challenger,
+    validate,
+)
+
+
+def recent_rows(scenario, spec, seed=4):
+    frame = generate(scenario, days=8, rows_per_day=300, drift_day=0, seed=seed)
+    return frame.assign(**{spec.target: frame[spec.target].astype(str)})
+
+
+def challenge(trained_home, spec, recent, policy=None):
+    policy = policy or RetrainPolicy()
+    champion, champion_meta = registry.load_pipeline(trained_home, spec.model)
+    reference = registry.load_reference(trained_home, spec.model, champion_meta.model_version)
+    fit_rows, holdout = split_recent(spec, recent, policy)
+    challenger = train_challenger(spec, reference, fit_rows)
+    return validate(spec, champion, 1, challenger, 2, holdout, policy), challenger, holdout
+
+
+def test_challenger_trained_after_concept_drift_beats_the_champion(trained_home, spec):
+    verdict, _, holdout = challenge(trained_home, spec, recent_rows("concept_drift", spec))
+    assert verdict.promote, verdict.reason
+    assert verdict.challenger["roc_auc"] > verdict.champion["roc_auc"] + 0.05
+    assert verdict.n_holdout == len(holdout) == round(2400 * 0.3)
+
+
+def test_challenger_on_shuffled_labels_is_rejected_with_the_reason(trained_home, spec):
+    recent = recent_rows("no_drift", spec)
+    recent[spec.target] = np.random.default_rng(0).permutation(recent[spec.target].to_numpy())
+    champion, _ = registry.load_pipeline(trained_home, spec.model)
+    fit_rows, _ = split_recent(spec, recent, RetrainPolicy())
+    clean_holdout = recent_rows("no_drift", spec, seed=9).tail(700)
+    reference = registry.load_reference(trained_home, spec.model, 1)
+    challenger = train_challenger(spec, reference.head(50), fit_rows)
+    verdict = validate(spec, champion, 1, challenger, 2, clean_holdout, RetrainPolicy(promotion_margin=0.01))
+    assert not verdict.promote
+    assert "does not beat the champion's" in verdict.reason
+
+
+def test_challenger_reference_follows_the_new_traffic(trained_home, spec):
+    verdict, challenger, holdout = challenge(trained_home, spec, recent_rows("covariate_shift", spec))
+    old_reference = registry.load_reference(trained_home, spec.model, 1)
+    assert reference_psi(old_reference["car_value"], holdout["car_value"], "numeric") > 0.2
+    assert reference_psi(challenger.reference["car_value"], holdout["car_value"], "numeric") < 0.1
+    assert verdict.challenger_drifted_features == []
+
+
+def test_too_few_labels_is_a_clear_error(spec):
+    with pytest.raises(NotEnoughLabelsError, match="retraining needs at least 200"):
+        split_recent(spec, recent_rows("no_drift", spec).head(50), RetrainPolicy())
+
+
+def test_lifecycle_promote_reject_rollback_is_recorded(trained_home, spec):
+    verdict, challenger, _ = challenge(trained_home, spec, recent_rows("concept_drift", spec))
+    version = registry.register(trained_home, spec, challenger, trigger="drift", actor="test")
+    registry.record_validation(trained_home, spec.model, version.model_version, verdict.to_dict())
+    registry.promote(trained_home, spec.model, version.model_version, actor="test", reason=verdict.reason)
+    assert registry.champion_version(trained_home, spec.model) == 2
+    versions = {v.model_version: v for v in registry.list_versions(trained_home, spec.model)}
+    assert (versions[1].status, versions[2].status) == ("retired", "champion")
+    assert [event["event"] for event in versions[2].history] == ["registered", "promoted"]
+    assert versions[2].validation["challenger_version"] == 2
+    rolled = registry.rollback(trained_home, spec.model, actor="operator")
+    assert rolled.model_version == 1 and registry.champion_version(trained_home, spec.model) == 1
+    assert registry.get_version(trained_home, spec.model, 2).status == "retired"
+    assert "rollback (from v2)" in registry.get_version(trained_home, spec.model, 1).reason
+    third = registry.register(trained_home, spec, challenger, trigger="drift", actor="test")
+    rejected = registry.reject(trained_home, spec.model, third.model_version, actor="test", reason="worse")
+    assert (rejected.status, rejected.reason) == ("rejected", "worse")
+
+
+def test_rollback_without_a_previous_champion_is_refused(trained_home, spec):
+    with pytest.raises(registry.RegistryError, match="nothing to roll back to"):
+        registry.rollback(trained_home, spec.model, actor="operator")

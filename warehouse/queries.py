@@ -1,0 +1,82 @@
+"""Reads of the published warehouse as pandas frames in the spec's own column names: what the
+Evidently reports and retraining consume. All take a (read-only) connection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+import pandas as pd
+
+from ml.spec import ModelSpec
+
+
+def _feature_columns(spec: ModelSpec, json_column: str) -> str:
+    """The spec's features out of a JSON column, typed (names are validated identifiers)."""
+    columns = []
+    for name, kind in spec.features.items():
+        value = f"json_extract_string({json_column}, '$.{name}')"
+        columns.append(
+            f"try_cast({value} as double) as {name}" if kind == "numeric" else f"{value} as {name}"
+        )
+    return ",\n".join(columns)
+
+
+def labelled_rows(
+    connection: duckdb.DuckDBPyConnection, spec: ModelSpec, limit: int, since: datetime | None = None
+) -> pd.DataFrame:
+    """The `limit` most recent labelled production rows (scored at or after `since`, if given):
+    id, timestamp, features, target."""
+    return connection.execute(
+        f"""
+        select logs.request_id as {spec.id}, logs.scored_at as {spec.timestamp},
+               {_feature_columns(spec, "logs.features")},
+               labels.label as {spec.target}
+        from raw.inference_log as logs
+        inner join raw.labels as labels
+            on labels.model_name = logs.model_name and labels.request_id = logs.request_id
+        where logs.model_name = ? and logs.scored_at >= ?
+        order by logs.scored_at desc, logs.request_id
+        limit ?
+        """,
+        [spec.model, since or datetime(1, 1, 1), limit],
+    ).df()
+
+
+def window_rows(
+    connection: duckdb.DuckDBPyConnection, spec: ModelSpec, window_start: datetime, window_end: datetime
+) -> pd.DataFrame:
+    """The production rows scored in [window_start, window_end), with prediction, probability and
+    the label where one arrived."""
+    proba = spec.prediction_proba or "probability"
+    return connection.execute(
+        f"""
+        select logs.request_id as {spec.id}, logs.scored_at as {spec.timestamp},
+               {_feature_columns(spec, "logs.features")},
+               logs.prediction as {spec.prediction}, logs.probability as {proba},
+               labels.label as {spec.target}
+        from raw.inference_log as logs
+        left join raw.labels as labels
+            on labels.model_name = logs.model_name and labels.request_id = logs.request_id
+        where logs.model_name = ? and logs.scored_at >= ? and logs.scored_at < ?
+        order by logs.scored_at, logs.request_id
+        """,
+        [spec.model, window_start, window_end],
+    ).df()
+
+
+def reference_rows(
+    connection: duckdb.DuckDBPyConnection, spec: ModelSpec, model_version: int
+) -> pd.DataFrame:
+    """A model version's reference set: features, prediction, probability and label."""
+    proba = spec.prediction_proba or "probability"
+    return connection.execute(
+        f"""
+        select {_feature_columns(spec, "features")},
+               prediction as {spec.prediction}, probability as {proba}, label as {spec.target}
+        from raw.reference_rows
+        where model_name = ? and model_version = ?
+        order by row_number
+        """,
+        [spec.model, model_version],
+    ).df()
