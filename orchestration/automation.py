@@ -2,10 +2,8 @@
 
 Only windows judged against the *current* champion's reference count (after a promotion, the old
 drifted windows are history, not a reason to retrain again), and a drift episode triggers at most
-one retrain: the run key is the window that started it.
+one retrain: the run key is the window that completed the drift streak.
 """
-
-from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +13,7 @@ import duckdb
 
 from ml import registry
 from ml.spec import ModelSpec
+from orchestration.resources import DriftmartResource
 from warehouse.connection import NothingPublishedError, connect_published
 from warehouse.home import Home
 
@@ -77,7 +76,7 @@ def retrain_decision(home: Home, spec: ModelSpec) -> RetrainDecision:
         trigger = latest
     elif len(streak) >= needed_warns:
         reason = f"features drifted in {len(streak)} consecutive windows (threshold {needed_warns})"
-        trigger = streak[needed_warns - 1]  # the window that completed the streak: stable across runs
+        trigger = streak[-needed_warns]  # the window that completed the streak: stable as windows arrive
     else:
         return RetrainDecision(
             False,
@@ -95,17 +94,15 @@ def retrain_decision(home: Home, spec: ModelSpec) -> RetrainDecision:
     return RetrainDecision(True, reason, started, trigger)
 
 
-def build_retrain_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+def build_retrain_sensor(job) -> dg.SensorDefinition:
     @dg.sensor(
         name="drift_retrain_sensor",
         job=job,
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        required_resource_keys={"driftmart"},
         description="Requests a retrain when drift checks fail (see orchestration/automation.py).",
     )
-    def drift_retrain_sensor(context: dg.SensorEvaluationContext):
-        driftmart = context.resources.driftmart
+    def drift_retrain_sensor(context: dg.SensorEvaluationContext, driftmart: DriftmartResource):
         decision = retrain_decision(driftmart.home, driftmart.spec())
         if not decision.needed:
             return dg.SkipReason(decision.reason)

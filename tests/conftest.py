@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -55,28 +54,29 @@ def traffic_records(frame: pd.DataFrame, target: str) -> list[dict]:
     return json.loads(payload.to_json(orient="records"))
 
 
-COVARIATE_PLAN = DriftPlan(
-    "covariate_shift", start=pd.Timestamp("2026-03-01").to_pydatetime(), days=6, drift_day=3
-)
+# The shared drift case: car prices rise and repayment behaviour changes from day 3 of 6.
+DRIFT_PLAN = DriftPlan("market_shift", start=pd.Timestamp("2026-03-01").to_pydatetime(), days=6, drift_day=3)
+ROWS_PER_DAY = 300
 
 
-@pytest.fixture(scope="session")
-def built_home(
-    tmp_path_factory: pytest.TempPathFactory, trained_template: Home, spec: ModelSpec
-) -> Iterator[Home]:
-    """A home after the whole pipeline ran once in Dagster: traffic with a covariate shift in
-    `car_value` from day 3 of 6, labels, ingest, dbt build, publish. Read-only for tests."""
+def build_home(root: Path, template: Home, spec: ModelSpec, scenario: str) -> Home:
+    """Copy the trained template, send DRIFT_PLAN's days of `scenario` traffic and labels through
+    the API, and run the pipeline once in Dagster (ingest, dbt build, publish)."""
     from fastapi.testclient import TestClient
 
     from ml.serving.app import create_app
     from orchestration.pipeline import run_pipeline
 
-    root = tmp_path_factory.mktemp("built") / "home"
-    shutil.copytree(trained_template.root, root)
+    shutil.copytree(template.root, root)
     home = Home.resolve(root)
-    plan = COVARIATE_PLAN
+    plan = DRIFT_PLAN
     traffic = generate(
-        plan.scenario, start=plan.start, days=plan.days, rows_per_day=300, drift_day=plan.drift_day, seed=3
+        scenario,
+        start=plan.start,
+        days=plan.days,
+        rows_per_day=ROWS_PER_DAY,
+        drift_day=plan.drift_day,
+        seed=3,
     )
     with TestClient(create_app(home, spec)) as client:
         for start in range(0, len(traffic), 500):
@@ -89,4 +89,29 @@ def built_home(
         assert client.post("/feedback", json=labels).status_code == 200
     outcome = run_pipeline(home)
     assert outcome.success, outcome.failed_steps
-    yield home
+    return home
+
+
+@pytest.fixture(scope="session")
+def built_home(tmp_path_factory: pytest.TempPathFactory, trained_template: Home, spec: ModelSpec) -> Home:
+    """A home after one pipeline run on DRIFT_PLAN's market_shift traffic (drift in `car_value`
+    from day 3 of 6, labels for every row). Read-only for tests: copy it to change it."""
+    return build_home(tmp_path_factory.mktemp("built") / "home", trained_template, spec, DRIFT_PLAN.scenario)
+
+
+@pytest.fixture(scope="session")
+def calm_home(tmp_path_factory: pytest.TempPathFactory, trained_template: Home, spec: ModelSpec) -> Home:
+    """Like built_home, with no drift at all. Read-only for tests."""
+    return build_home(tmp_path_factory.mktemp("calm") / "home", trained_template, spec, "no_drift")
+
+
+@pytest.fixture
+def home_copy(tmp_path: Path):
+    """Copy a (read-only) session home into this test's own folder: `home_copy(built_home)`."""
+
+    def copy(source: Home) -> Home:
+        root = tmp_path / "home-copy"
+        shutil.copytree(source.root, root)
+        return Home.resolve(root)
+
+    return copy

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import COVARIATE_PLAN, REPO
+from tests.conftest import DRIFT_PLAN, REPO
 
 DRIFTMART = str(Path(sys.executable).with_name("driftmart"))
 
@@ -91,7 +91,7 @@ def test_run_exits_1_when_the_latest_window_drifted(built_home, tmp_path):
     assert completed.returncode == 1, completed.stderr
     header, _, latest = completed.stdout.strip().splitlines()[-3:]
     cells = dict(zip(header.split(), latest.split(), strict=True))
-    assert cells["window"] == f"{COVARIATE_PLAN.start.date().replace(day=COVARIATE_PLAN.days)}"
+    assert cells["window"] == f"{DRIFT_PLAN.start.date().replace(day=DRIFT_PLAN.days)}"
     assert cells["car_value"].endswith("*")
     assert not any(value.endswith("*") for name, value in cells.items() if name != "car_value")
 

@@ -7,7 +7,7 @@ import duckdb
 import pytest
 
 from orchestration.definitions import PIPELINE_JOB, build_definitions
-from tests.conftest import COVARIATE_PLAN
+from tests.conftest import DRIFT_PLAN
 
 pytestmark = pytest.mark.slow
 
@@ -62,10 +62,10 @@ def test_pipeline_materializes_drift_marts_in_a_temporary_warehouse(built_home, 
         rows = connection.execute(
             "select feature_name, window_start, n_current, psi, is_drifted from marts.fct_feature_drift"
         ).fetchall()
-    assert len(rows) == len(spec.features) * COVARIATE_PLAN.days
+    assert len(rows) == len(spec.features) * DRIFT_PLAN.days
     for feature, window_start, n_current, psi, is_drifted in rows:
         assert n_current == 300
-        planted = feature == "car_value" and window_start >= COVARIATE_PLAN.drift_start
+        planted = feature == "car_value" and window_start >= DRIFT_PLAN.drift_start
         assert is_drifted == planted, (feature, window_start, psi)
 
 
@@ -77,4 +77,4 @@ def test_runs_are_recorded_in_the_homes_dagster_instance(built_home):
         assert [run.job_name for run in runs] == [PIPELINE_JOB]
         assert runs[0].is_success
         evaluation = instance.get_latest_materialization_event(dg.AssetKey(["raw", "inference_log"]))
-        assert evaluation.asset_materialization.metadata["rows_loaded"].value == COVARIATE_PLAN.days * 300
+        assert evaluation.asset_materialization.metadata["rows_loaded"].value == DRIFT_PLAN.days * 300

@@ -1,0 +1,184 @@
+"""The retraining loop through the real Dagster definitions, registry and API."""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from datetime import timedelta
+
+import dagster as dg
+import duckdb
+import httpx
+import pytest
+
+from ml import registry
+from ml.datasets import training_set
+from ml.train import train_model
+from orchestration.automation import retrain_decision
+from orchestration.definitions import RETRAIN_JOB, build_definitions
+from orchestration.instance import instance_for
+from orchestration.pipeline import run_pipeline
+from tests.conftest import DRIFT_PLAN
+from tests.test_cli import DRIFTMART, driftmart, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def failed_checks(home) -> set[str]:
+    with instance_for(home) as instance:
+        graph = build_definitions(str(home.root)).resolve_asset_graph()
+        failed = set()
+        for check in graph.asset_check_keys:
+            record = instance.event_log_storage.get_latest_asset_check_execution_by_key([check]).get(check)
+            if record is not None and record.evaluation is not None and not record.evaluation.passed:
+                failed.add(f"{check.asset_key.to_user_string()}:{check.name}")
+        return failed
+
+
+def test_drift_checks_fail_on_drift_and_pass_without(built_home, calm_home):
+    drift_failures = failed_checks(built_home)
+    assert any(
+        name.startswith("marts/fct_feature_drift:feature_drift_not_detected") for name in drift_failures
+    )
+    assert failed_checks(calm_home) == set()
+
+
+def test_retrain_is_due_only_after_failed_checks(built_home, calm_home):
+    decision = retrain_decision(built_home, registry_spec())
+    assert decision.needed, decision.reason
+    assert decision.drift_started_at == DRIFT_PLAN.drift_start
+    calm = retrain_decision(calm_home, registry_spec())
+    assert not calm.needed and "no retrain due" in calm.reason
+
+
+def registry_spec():
+    from ml.spec import load_spec
+
+    return load_spec()
+
+
+def sensor_result(home):
+    definitions = build_definitions(str(home.root))
+    sensor = definitions.resolve_sensor_def("drift_retrain_sensor")
+    with instance_for(home) as instance:
+        context = dg.build_sensor_context(
+            instance=instance, resources={"driftmart": definitions.resources["driftmart"]}
+        )
+        return sensor(context)
+
+
+def test_sensor_requests_one_retrain_per_drift_episode_and_the_job_promotes(built_home, home_copy):
+    home = home_copy(built_home)
+    request = sensor_result(home)
+    assert isinstance(request, dg.RunRequest)
+    # two consecutive drifted windows complete the streak: the window after the drift began
+    second_window = DRIFT_PLAN.drift_start + timedelta(days=1)
+    assert request.run_key == f"retrain:{second_window:%Y%m%dT%H%M%S}"
+    outcome = run_pipeline(home, job_name=RETRAIN_JOB)
+    assert outcome.success, outcome.failed_steps
+    challenger = registry.get_version(home, "car_loan", 2)
+    assert (challenger.trigger, challenger.status) == ("drift", "champion")
+    assert challenger.validation["challenger"]["roc_auc"] > challenger.validation["champion"]["roc_auc"]
+    assert [event["event"] for event in challenger.history] == ["registered", "promoted"]
+    assert challenger.history[0]["evidence"]["trigger_window"]
+    assert registry.get_version(home, "car_loan", 1).status == "retired"
+    skipped = sensor_result(home)
+    assert isinstance(skipped, dg.SkipReason)
+    # after the next pipeline pass the registry is in the warehouse, with its evidence
+    assert run_pipeline(home).success
+    with duckdb.connect(str(home.published), read_only=True) as connection:
+        rows = connection.execute(
+            "select model_version, trigger, status from marts.dim_model_versions order by 1"
+        ).fetchall()
+    assert rows == [(1, "initial", "retired"), (2, "drift", "champion")]
+
+
+def test_a_worse_challenger_is_rejected_with_the_reason(built_home, home_copy):
+    home = home_copy(built_home)
+    # Force a worse challenger: every label before the held-out newest rows is inverted in the
+    # data it trains on; the held-out rows keep their true labels.
+    with duckdb.connect(str(home.published)) as connection:
+        cutoff = connection.execute("select quantile_disc(scored_at, 0.7) from raw.inference_log").fetchall()[
+            0
+        ][0]
+        connection.execute(
+            """
+            update raw.labels set label = case when label = '1' then '0' else '1' end
+            where request_id in (select request_id from raw.inference_log where scored_at < ?)
+            """,
+            [cutoff],
+        )
+    assert run_pipeline(home, job_name=RETRAIN_JOB).success
+    challenger = registry.get_version(home, "car_loan", 2)
+    assert challenger.status == "rejected"
+    assert "does not beat the champion's" in challenger.reason
+    assert registry.champion_version(home, "car_loan") == 1
+
+
+def test_promotion_reaches_a_running_api_without_a_failed_request(trained_home, spec):
+    port = free_port()
+    server = subprocess.Popen(
+        [DRIFTMART, "--home", str(trained_home.root), "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    row = {name: (1.0 if kind == "numeric" else "salaried") for name, kind in spec.features.items()}
+    statuses, versions, stop = [], [], threading.Event()
+
+    def client_loop():
+        with httpx.Client(base_url=base, timeout=10) as client:
+            while not stop.is_set():
+                response = client.post("/predict", json=row)
+                statuses.append(response.status_code)
+                versions.append(response.json().get("model_version"))
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        threads = [threading.Thread(target=client_loop) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        version = registry.register(trained_home, spec, train_model(spec, training_set(1500, seed=8)))
+        registry.promote(
+            trained_home, spec.model, version.model_version, actor="test", reason="test promotion"
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (not versions or versions[-1] != 2):
+            time.sleep(0.1)
+        time.sleep(0.5)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        stop.set()
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    assert statuses and set(statuses) == {200}, {code: statuses.count(code) for code in set(statuses)}
+    assert versions[0] == 1 and versions[-1] == 2
+    switch = versions.index(2)
+    assert set(versions[switch:]) <= {1, 2}
+
+
+def test_rollback_cli_returns_to_the_previous_champion(trained_home, spec):
+    version = registry.register(trained_home, spec, train_model(spec, training_set(1500, seed=8)))
+    registry.promote(trained_home, spec.model, version.model_version, actor="test", reason="test")
+    rolled = driftmart("rollback", home=trained_home)
+    assert rolled.returncode == 0, rolled.stderr
+    assert "champion is now v1 (was v2)" in rolled.stdout
+    assert registry.champion_version(trained_home, spec.model) == 1
+    with duckdb.connect(str(trained_home.warehouse), read_only=True) as connection:
+        statuses = connection.execute(
+            "select model_version, status from raw.model_registry order by 1"
+        ).fetchall()
+    assert statuses == [(1, "champion"), (2, "retired")]
+    again = driftmart("rollback", home=trained_home)
+    assert again.returncode == 0 and "champion is now v2 (was v1)" in again.stdout
