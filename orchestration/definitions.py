@@ -13,7 +13,9 @@ from orchestration.assets.dbt import dbt_resource, driftmart_dbt_assets
 from orchestration.assets.ingest import external_sources, raw_tables
 from orchestration.assets.model import challenger_model, champion_model
 from orchestration.assets.publish import published_warehouse
+from orchestration.assets.reports import evidently_report
 from orchestration.automation import build_retrain_sensor
+from orchestration.checks import dataset_drift_latest_window, landing_quarantine_share
 from orchestration.resources import DriftmartResource
 from warehouse.home import Home
 
@@ -22,8 +24,11 @@ RETRAIN_JOB = "driftmart_retrain"
 
 pipeline_job = dg.define_asset_job(
     PIPELINE_JOB,
-    selection=dg.AssetSelection.assets(raw_tables, driftmart_dbt_assets, published_warehouse),
-    description="One batch pass: ingest landed logs, dbt build (drift marts and checks), publish.",
+    selection=dg.AssetSelection.assets(
+        raw_tables, driftmart_dbt_assets, published_warehouse, evidently_report
+    ),
+    description="One batch pass: ingest landed logs, dbt build (drift marts and checks), publish, "
+    "Evidently report of the latest window.",
 )
 retrain_job = dg.define_asset_job(
     RETRAIN_JOB,
@@ -39,9 +44,11 @@ def build_definitions(home: str | None = None, spec_path: str | None = None) -> 
             raw_tables,
             driftmart_dbt_assets,
             published_warehouse,
+            evidently_report,
             challenger_model,
             champion_model,
         ],
+        asset_checks=[dataset_drift_latest_window, landing_quarantine_share],
         jobs=[pipeline_job, retrain_job],
         sensors=[build_retrain_sensor(retrain_job)],
         resources={

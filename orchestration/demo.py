@@ -247,6 +247,9 @@ def run_demo(
     _step(8, total, "timeline")
     for line in timeline:
         print(f"  - {line}")
+    reports = sorted((home.reports / spec.model).glob("*/report.html"))
+    for report_path in reports:
+        print(f"  Evidently report of the window {report_path.parent.name}: {report_path}")
     command = _driftmart_command()
     print(
         f"\nDone in {time.monotonic() - started:.0f} s: {sent} predictions and {labelled} labels "
@@ -255,7 +258,8 @@ def run_demo(
         f"  published read-only  {home.published}\n"
         f"  query it             {command} --home {home.root} sql "
         '"select * from marts.dim_model_versions"\n'
-        f"  Dagster UI           {command} --home {home.root} ui   (then open http://127.0.0.1:3000)"
+        f"  Dagster UI           {command} --home {home.root} ui   (then open http://127.0.0.1:3000)\n"
+        f"  Evidently UI         evidently ui --workspace {home.reports / 'workspace'}"
     )
     return 0
 

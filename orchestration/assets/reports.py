@@ -106,7 +106,7 @@ def _reference(
 
 
 def _score(value: Any) -> str:
-    return "—" if value is None or pd.isna(value) else f"{value:.4f}"
+    return "—" if value is None or pd.isna(value) else f"{value:.4g}"
 
 
 def _verdict(value: Any) -> str:
@@ -124,9 +124,9 @@ def summary_table(saved: SavedReport, marts: pd.DataFrame) -> str:
     for drift in (*saved.report.features, *saved.report.outputs):
         mart = ours.loc[drift.column] if drift.column in ours.index else None
         lines.append(
-            f"| {drift.column} | {drift.role} | {drift.method} | {drift.drift_score:.4f} "
+            f"| {drift.column} | {drift.role} | {drift.method} | {drift.drift_score:.4g} "
             f"| {drift.threshold:g} | {_verdict(drift.is_drifted)} "
-            f"| {'—' if mart is None else mart['drift_method']} "
+            f"| {'—' if mart is None or pd.isna(mart['drift_method']) else mart['drift_method']} "
             f"| {_score(None if mart is None else mart['drift_score'])} "
             f"| {_verdict(None if mart is None else mart['is_drifted'])} |"
         )
