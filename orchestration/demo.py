@@ -121,12 +121,13 @@ def send_feedback(client: httpx.Client, traffic: pd.DataFrame, spec_id: str, tar
     return len(labels)
 
 
-def _driftmart_command() -> str:
-    """How the user can call driftmart: plain `driftmart` if it is on PATH, else its path."""
-    installed = Path(sys.executable).with_name("driftmart")
-    on_path = shutil.which("driftmart")
+def _command(name: str) -> str:
+    """How the user can call a command of this environment: plain `name` if that is the one on
+    PATH, else its path (relative to the working directory when inside it)."""
+    installed = Path(sys.executable).with_name(name)
+    on_path = shutil.which(name)
     if on_path and Path(on_path).resolve() == installed.resolve():
-        return "driftmart"
+        return name
     try:
         return str(installed.relative_to(Path.cwd()))
     except ValueError:
@@ -250,7 +251,7 @@ def run_demo(
     reports = sorted((home.reports / spec.model).glob("*/report.html"))
     for report_path in reports:
         print(f"  Evidently report of the window {report_path.parent.name}: {report_path}")
-    command = _driftmart_command()
+    command = _command("driftmart")
     print(
         f"\nDone in {time.monotonic() - started:.0f} s: {sent} predictions and {labelled} labels "
         "went through the API.\nWhere to look next:\n"
@@ -259,7 +260,7 @@ def run_demo(
         f"  query it             {command} --home {home.root} sql "
         '"select * from marts.dim_model_versions"\n'
         f"  Dagster UI           {command} --home {home.root} ui   (then open http://127.0.0.1:3000)\n"
-        f"  Evidently UI         evidently ui --workspace {home.reports / 'workspace'}"
+        f"  Evidently UI         {_command('evidently')} ui --workspace {home.reports / 'workspace'}"
     )
     return 0
 
