@@ -142,6 +142,13 @@ def _retrain_if_due(home, spec, spec_path: str | None) -> None:
         raise UsageError(f"retrain run {outcome.run_id} failed at {', '.join(outcome.failed_steps)}")
     latest = registry.list_versions(home, spec.model)[-1]
     print(f"retrain: challenger v{latest.model_version} {latest.status}: {latest.reason}")
+    # One more pass mirrors the registry into the warehouse and republishes, so dim_model_versions,
+    # the exporter and BI tools show the decision now rather than after the next run.
+    outcome = run_pipeline(home, spec_path)
+    if not outcome.success:
+        raise UsageError(
+            f"pipeline run {outcome.run_id} after the retrain failed at {', '.join(outcome.failed_steps)}"
+        )
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:

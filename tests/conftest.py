@@ -115,3 +115,18 @@ def home_copy(tmp_path: Path):
         return Home.resolve(root)
 
     return copy
+
+
+def parse_grids(output: str) -> list[tuple[list[str], list[dict[str, str]]]]:
+    """Every window × feature grid the demo printed: (header, rows as {column: cell})."""
+    lines, grids = output.splitlines(), []
+    for index, line in enumerate(lines):
+        if not line.startswith("window "):
+            continue
+        header, rows = line.split(), []
+        for row in lines[index + 2 :]:
+            if not row[:4].isdigit():
+                break
+            rows.append(dict(zip(header, row.split(), strict=True)))
+        grids.append((header, rows))
+    return grids

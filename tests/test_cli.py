@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DRIFT_PLAN, REPO
+from tests.conftest import DRIFT_PLAN, REPO, parse_grids
 
 DRIFTMART = str(Path(sys.executable).with_name("driftmart"))
 
@@ -78,18 +78,34 @@ def test_sql_reads_the_published_copy_in_three_formats(built_home):
 
 
 @pytest.mark.slow
-def test_run_exits_1_when_the_latest_window_drifted(built_home, tmp_path):
+def test_run_exits_1_on_drift_and_retrains_like_the_sensor(built_home, tmp_path):
     from warehouse.home import Home
 
     home = Home.resolve(tmp_path / "copy")
     shutil.copytree(built_home.root, home.root)
-    completed = driftmart("run", home=home)
-    assert completed.returncode == 1, completed.stderr
-    header, _, latest = completed.stdout.strip().splitlines()[-3:]
-    cells = dict(zip(header.split(), latest.split(), strict=True))
-    assert cells["window"] == f"{DRIFT_PLAN.start.date().replace(day=DRIFT_PLAN.days)}"
-    assert cells["car_value"].endswith("*")
-    assert not any(value.endswith("*") for name, value in cells.items() if name != "car_value")
+    detect = driftmart("run", "--no-retrain", home=home)
+    assert detect.returncode == 1, detect.stderr
+    assert "car_loan: all windows" in detect.stdout  # the first `run` on this home
+    ((header, rows),) = parse_grids(detect.stdout)
+    assert len(rows) == DRIFT_PLAN.days
+    for day, cells in enumerate(rows):
+        drifted = {name for name, value in cells.items() if value.endswith("*") and name in header[2:-2]}
+        assert drifted == ({"car_value"} if day >= DRIFT_PLAN.drift_day else set()), cells
+    assert "retrain:" not in detect.stdout
+
+    retrain = driftmart("run", home=home)
+    assert retrain.returncode == 1, retrain.stderr
+    assert "no new rows; the latest window" in retrain.stdout
+    assert "retrain: features drifted in 3 consecutive windows" in retrain.stdout
+    assert "retrain: challenger v2 champion: challenger roc_auc" in retrain.stdout
+    versions = driftmart(
+        "sql",
+        "select model_version, status from marts.dim_model_versions order by 1",
+        "--format",
+        "csv",
+        home=home,
+    )
+    assert versions.stdout.splitlines()[1:] == ["1,retired", "2,champion"]
 
 
 def free_port() -> int:

@@ -6,24 +6,9 @@ import time
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, parse_grids
 
 pytestmark = pytest.mark.slow
-
-
-def parse_grids(output: str) -> list[tuple[list[str], list[dict[str, str]]]]:
-    """Every window × feature grid the demo printed: (header, rows as {column: cell})."""
-    lines, grids = output.splitlines(), []
-    for index, line in enumerate(lines):
-        if not line.startswith("window "):
-            continue
-        header, rows = line.split(), []
-        for row in lines[index + 2 :]:
-            if not row[:4].isdigit():
-                break
-            rows.append(dict(zip(header, row.split(), strict=True)))
-        grids.append((header, rows))
-    return grids
 
 
 def test_make_demo_tells_the_whole_story(tmp_path):

@@ -48,7 +48,7 @@ def test_asset_graph_has_the_lineage_from_landed_logs_to_the_published_marts():
         for check in graph.asset_check_keys
         if check.asset_key == dg.AssetKey(["marts", "fct_feature_drift"])
     }
-    assert any(name.startswith("psi_below_threshold") for name in checks)
+    assert any(name.startswith("feature_drift_not_detected") for name in checks)
 
 
 def test_pipeline_materializes_drift_marts_in_a_temporary_warehouse(built_home, spec):

@@ -15,6 +15,10 @@
     the single writer and runs before dbt, DESIGN.md §4, so a batch is never half-seen); a re-loaded
     request replaces its rows (delete+insert on model_name, request_id). A change of a model's
     feature list or window length needs `--full-refresh`.
+
+    Two pseudo-features per prediction feed the prediction drift mart through the same binning
+    engine: `__prediction__` (categorical, the prediction column) and `__probability__` (numeric,
+    the probability column). fct_feature_drift leaves them out; fct_prediction_drift reports them.
 #}
 
 with
@@ -72,7 +76,7 @@ feature_values as (
 
 ),
 
-typed as (
+typed_feature_values as (
 
     select
         model_name,
@@ -84,10 +88,78 @@ typed as (
         case when feature_type = 'numeric' then {{ safe_cast_double('value_text') }} end as value_number,
         window_seconds,
         scored_at,
+        loaded_at
+
+    from feature_values
+
+),
+
+prediction_values as (
+
+    select
+        new_inference_logs.model_name,
+        new_inference_logs.request_id,
+        new_inference_logs.model_version,
+        '__prediction__' as feature_name,
+        'categorical' as feature_type,
+        new_inference_logs.prediction as value_category,
+        cast(null as {{ type_double() }}) as value_number,
+        monitored_models.window_seconds,
+        new_inference_logs.scored_at,
+        new_inference_logs.loaded_at
+
+    from new_inference_logs
+    inner join monitored_models
+        on new_inference_logs.model_name = monitored_models.model_name
+
+),
+
+probability_values as (
+
+    select
+        new_inference_logs.model_name,
+        new_inference_logs.request_id,
+        new_inference_logs.model_version,
+        '__probability__' as feature_name,
+        'numeric' as feature_type,
+        cast(null as {{ dbt.type_string() }}) as value_category,
+        {{ finite_double('new_inference_logs.probability') }} as value_number,
+        monitored_models.window_seconds,
+        new_inference_logs.scored_at,
+        new_inference_logs.loaded_at
+
+    from new_inference_logs
+    inner join monitored_models
+        on new_inference_logs.model_name = monitored_models.model_name
+
+),
+
+all_values as (
+
+    select * from typed_feature_values
+    union all
+    select * from prediction_values
+    union all
+    select * from probability_values
+
+),
+
+typed as (
+
+    select
+        model_name,
+        request_id,
+        model_version,
+        feature_name,
+        feature_type,
+        value_category,
+        value_number,
+        window_seconds,
+        scored_at,
         loaded_at,
         {{ window_start_at('scored_at', 'window_seconds') }} as window_start
 
-    from feature_values
+    from all_values
 
 ),
 

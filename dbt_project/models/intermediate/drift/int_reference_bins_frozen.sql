@@ -7,9 +7,10 @@
 }}
 
 {#
-    The bin catalogue, frozen once per (model_name, model_version, feature_name) from that version's
-    reference set (DESIGN.md §5) and never recomputed: incremental runs append only the
-    (version, feature) pairs not yet here.
+    The bin catalogue, frozen once per (model_name, reference_id) from that reference's values
+    (int_reference_feature_values, DESIGN.md §5) and never recomputed: incremental runs append only
+    the references that a window needs (int_window_references) and that are not here yet. (A
+    feature added to a model later needs `--full-refresh`, as for the unpivot.)
     - numeric: cut points at the reference quantiles 1/n … (n-1)/n of the non-NULL values
       (n = var drift_n_quantile_bins, deciles by default), duplicates removed; bins
       [-inf, e1), [e1, e2) … [em, +inf) with lower_bound / upper_bound NULL at the open ends;
@@ -17,6 +18,8 @@
     - both: a `__null__` bin last, so a rise of missing values is drift.
     n_reference_rows_in_bin counts the reference rows per bin with the same rule as the windows
     (macro assign_feature_bins); n_reference is the feature's reference row count, NULLs included.
+    The numeric reference summary (population std, min, max of the non-NULL values) is frozen with
+    the bins: the binned Wasserstein distance needs it.
 #}
 
 {%- set n_bins = var('drift_n_quantile_bins') | int -%}
@@ -28,18 +31,34 @@ with
 
 reference_values as (
 
-    select * from {{ ref('int_reference_feature_values_unpivoted') }}
+    select * from {{ ref('int_reference_feature_values') }}
+
+),
+
+window_references as (
+
+    select * from {{ ref('int_window_references') }}
+
+),
+
+needed_references as (
+
+    select distinct
+        model_name,
+        reference_id
+
+    from window_references
+    where reference_id is not null
 
 ),
 
 {% if is_incremental() %}
 
-frozen_features as (
+frozen_references as (
 
     select distinct
         model_name,
-        model_version,
-        feature_name
+        reference_id
 
     from {{ this }}
 
@@ -47,18 +66,29 @@ frozen_features as (
 
 {% endif %}
 
+references_to_freeze as (
+
+    {#- decided per reference first (a handful of rows), so only their values are read below #}
+    select needed_references.*
+    from needed_references
+    {% if is_incremental() %}
+        left join frozen_references
+            on
+                needed_references.model_name = frozen_references.model_name
+                and needed_references.reference_id = frozen_references.reference_id
+        where frozen_references.model_name is null
+    {% endif %}
+
+),
+
 new_reference_values as (
 
     select reference_values.*
     from reference_values
-    {% if is_incremental() %}
-        left join frozen_features
-            on
-                reference_values.model_name = frozen_features.model_name
-                and reference_values.model_version = frozen_features.model_version
-                and reference_values.feature_name = frozen_features.feature_name
-        where frozen_features.model_name is null
-    {% endif %}
+    inner join references_to_freeze
+        on
+            reference_values.model_name = references_to_freeze.model_name
+            and reference_values.reference_id = references_to_freeze.reference_id
 
 ),
 
@@ -66,15 +96,18 @@ reference_totals as (
 
     select
         model_name,
-        model_version,
+        reference_id,
         feature_name,
         feature_type,
-        count(*) as n_reference
+        count(*) as n_reference,
+        min(value_number) as reference_min,
+        max(value_number) as reference_max,
+        stddev_pop(value_number) as reference_std
 
     from new_reference_values
     group by
         model_name,
-        model_version,
+        reference_id,
         feature_name,
         feature_type
 
@@ -84,7 +117,7 @@ numeric_quantiles as (
 
     select
         model_name,
-        model_version,
+        reference_id,
         feature_name,
         {%- for i in range(1, n_bins) %}
             {{ quantile_cont('value_number', i / n_bins) }} as quantile_{{ i }}
@@ -97,7 +130,7 @@ numeric_quantiles as (
         and value_number is not null
     group by
         model_name,
-        model_version,
+        reference_id,
         feature_name
 
 ),
@@ -109,7 +142,7 @@ numeric_cut_points as (
         {% if not loop.first %}union{% endif %}
         select
             model_name,
-            model_version,
+            reference_id,
             feature_name,
             quantile_{{ i }} as cut_point
         from numeric_quantiles
@@ -121,7 +154,7 @@ numeric_first_bins as (
 
     select
         reference_totals.model_name,
-        reference_totals.model_version,
+        reference_totals.reference_id,
         reference_totals.feature_name,
         1 as bin_id,
         cast(null as {{ type_double() }}) as lower_bound,
@@ -131,12 +164,12 @@ numeric_first_bins as (
     left join numeric_cut_points
         on
             reference_totals.model_name = numeric_cut_points.model_name
-            and reference_totals.model_version = numeric_cut_points.model_version
+            and reference_totals.reference_id = numeric_cut_points.reference_id
             and reference_totals.feature_name = numeric_cut_points.feature_name
     where reference_totals.feature_type = 'numeric'
     group by
         reference_totals.model_name,
-        reference_totals.model_version,
+        reference_totals.reference_id,
         reference_totals.feature_name
 
 ),
@@ -145,15 +178,15 @@ numeric_following_bins as (
 
     select
         model_name,
-        model_version,
+        reference_id,
         feature_name,
         1 + row_number() over (
-            partition by model_name, model_version, feature_name
+            partition by model_name, reference_id, feature_name
             order by cut_point
         ) as bin_id,
         cut_point as lower_bound,
         lead(cut_point) over (
-            partition by model_name, model_version, feature_name
+            partition by model_name, reference_id, feature_name
             order by cut_point
         ) as upper_bound
 
@@ -173,14 +206,14 @@ numeric_null_bins as (
 
     select
         model_name,
-        model_version,
+        reference_id,
         feature_name,
         count(*) + 1 as bin_id
 
     from numeric_interval_bins
     group by
         model_name,
-        model_version,
+        reference_id,
         feature_name
 
 ),
@@ -189,11 +222,11 @@ category_bins as (
 
     select
         model_name,
-        model_version,
+        reference_id,
         feature_name,
         value_category as category,
         row_number() over (
-            partition by model_name, model_version, feature_name
+            partition by model_name, reference_id, feature_name
             order by value_category
         ) as bin_id
 
@@ -203,7 +236,7 @@ category_bins as (
         and value_category is not null
     group by
         model_name,
-        model_version,
+        reference_id,
         feature_name,
         value_category
 
@@ -213,7 +246,7 @@ categorical_features as (
 
     select
         reference_totals.model_name,
-        reference_totals.model_version,
+        reference_totals.reference_id,
         reference_totals.feature_name,
         count(category_bins.bin_id) as n_categories
 
@@ -221,12 +254,12 @@ categorical_features as (
     left join category_bins
         on
             reference_totals.model_name = category_bins.model_name
-            and reference_totals.model_version = category_bins.model_version
+            and reference_totals.reference_id = category_bins.reference_id
             and reference_totals.feature_name = category_bins.feature_name
     where reference_totals.feature_type = 'categorical'
     group by
         reference_totals.model_name,
-        reference_totals.model_version,
+        reference_totals.reference_id,
         reference_totals.feature_name
 
 ),
@@ -235,7 +268,7 @@ bins as (
 
     select
         model_name,
-        model_version,
+        reference_id,
         feature_name,
         'numeric' as feature_type,
         bin_id,
@@ -254,7 +287,7 @@ bins as (
 
     select
         model_name,
-        model_version,
+        reference_id,
         feature_name,
         'numeric' as feature_type,
         bin_id,
@@ -269,7 +302,7 @@ bins as (
 
     select
         model_name,
-        model_version,
+        reference_id,
         feature_name,
         'categorical' as feature_type,
         bin_id,
@@ -284,7 +317,7 @@ bins as (
 
     select
         model_name,
-        model_version,
+        reference_id,
         feature_name,
         'categorical' as feature_type,
         n_categories + 1 as bin_id,
@@ -299,7 +332,7 @@ bins as (
 
     select
         model_name,
-        model_version,
+        reference_id,
         feature_name,
         'categorical' as feature_type,
         n_categories + 2 as bin_id,
@@ -314,7 +347,7 @@ bins as (
 
 binned_reference_values as (
 
-    {{ assign_feature_bins('new_reference_values', 'bins', 'model_version') }}
+    {{ assign_feature_bins('new_reference_values', 'bins', 'reference_id') }}
 
 ),
 
@@ -322,7 +355,7 @@ reference_bin_counts as (
 
     select
         model_name,
-        model_version,
+        reference_id,
         feature_name,
         bin_id,
         count(*) as n_reference_rows_in_bin
@@ -330,7 +363,7 @@ reference_bin_counts as (
     from binned_reference_values
     group by
         model_name,
-        model_version,
+        reference_id,
         feature_name,
         bin_id
 
@@ -340,7 +373,7 @@ final as (
 
     select
         bins.model_name,
-        cast(bins.model_version as {{ dbt.type_int() }}) as model_version,
+        bins.reference_id,
         bins.feature_name,
         bins.feature_type,
         cast(bins.bin_id as {{ dbt.type_int() }}) as bin_id,
@@ -350,18 +383,21 @@ final as (
         bins.upper_bound,
         cast(coalesce(reference_bin_counts.n_reference_rows_in_bin, 0) as {{ dbt.type_bigint() }})
             as n_reference_rows_in_bin,
-        cast(reference_totals.n_reference as {{ dbt.type_bigint() }}) as n_reference
+        cast(reference_totals.n_reference as {{ dbt.type_bigint() }}) as n_reference,
+        cast(reference_totals.reference_std as {{ type_double() }}) as reference_std,
+        cast(reference_totals.reference_min as {{ type_double() }}) as reference_min,
+        cast(reference_totals.reference_max as {{ type_double() }}) as reference_max
 
     from bins
     inner join reference_totals
         on
             bins.model_name = reference_totals.model_name
-            and bins.model_version = reference_totals.model_version
+            and bins.reference_id = reference_totals.reference_id
             and bins.feature_name = reference_totals.feature_name
     left join reference_bin_counts
         on
             bins.model_name = reference_bin_counts.model_name
-            and bins.model_version = reference_bin_counts.model_version
+            and bins.reference_id = reference_bin_counts.reference_id
             and bins.feature_name = reference_bin_counts.feature_name
             and bins.bin_id = reference_bin_counts.bin_id
 

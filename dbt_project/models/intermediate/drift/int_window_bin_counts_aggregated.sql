@@ -8,17 +8,22 @@
 }}
 
 {#
-    Rows per (model, window, feature, frozen bin): the small count table every drift statistic is
-    computed from. Every bin of the catalogue appears for every window, with zero counts.
+    Rows per (model, window, feature, frozen bin) on both sides: the window's rows (n_rows) and the
+    reference's rows (n_reference_rows), binned alike with the frozen bins of the window's reference
+    (int_window_references.reference_id). The small table every drift statistic is computed from.
+    Every bin of the catalogue appears for every window, with zero counts. Windows without a
+    usable reference are not counted here.
 
-    Reference version: a window is judged against the newest model version of its rows, i.e. the
-    newest version with a frozen reference that is not newer than the window's max model_version
-    (any catalogued version when all the window's versions are NULL). All rows of the window are
-    binned with that version's bins, so a window spanning a retrain stays one window.
+    Reference counts: model_version and time_range references are immutable once frozen, so their
+    counts are the frozen catalogue's; a previous_window reference is a live window, so its rows are
+    recounted (in the frozen bins) whenever the window judged against it is recounted.
 
-    Incremental (delete+insert on model_name, window_start): a run recounts, in full, only the
-    windows that received rows loaded after the newest max_loaded_at already here (late rows
-    re-count their whole window), plus windows not here yet (e.g. whose reference arrived late).
+    Incremental (delete+insert on model_name, window_start): a run recounts, in full, only
+    - windows not here yet (new, or whose reference became usable),
+    - windows whose max_loaded_at (their rows and, for previous_window, their reference window's
+      rows) is after the newest max_loaded_at already here: late rows recount their window and the
+      window after it,
+    - windows whose reference_id changed (a newer reference version, a changed spec).
 #}
 
 with
@@ -26,6 +31,18 @@ with
 feature_values as (
 
     select * from {{ ref('int_inference_feature_values_unpivoted') }}
+
+),
+
+reference_values as (
+
+    select * from {{ ref('int_reference_feature_values') }}
+
+),
+
+window_references as (
+
+    select * from {{ ref('int_window_references') }}
 
 ),
 
@@ -42,6 +59,7 @@ counted_windows as (
     select
         model_name,
         window_start,
+        max(reference_id) as reference_id,
         max(max_loaded_at) as max_loaded_at
 
     from {{ this }}
@@ -51,30 +69,49 @@ counted_windows as (
 
 ),
 
+watermark as (
+
+    select max(max_loaded_at) as max_loaded_at
+    from counted_windows
+
+),
+
 {% endif %}
 
 windows_to_count as (
 
-    select distinct
-        feature_values.model_name,
-        feature_values.window_start
-
-    from feature_values
+    select window_references.*
+    from window_references
     {% if is_incremental() %}
         left join counted_windows
             on
-                feature_values.model_name = counted_windows.model_name
-                and feature_values.window_start = counted_windows.window_start
-        where
+                window_references.model_name = counted_windows.model_name
+                and window_references.window_start = counted_windows.window_start
+        cross join watermark
+    {% endif %}
+    where
+        window_references.reference_id is not null
+    {% if is_incremental() %}
+        and (
             counted_windows.model_name is null
-            or feature_values.loaded_at > (select max(max_loaded_at) from counted_windows)
+            or window_references.reference_id <> counted_windows.reference_id
+            or window_references.max_loaded_at > watermark.max_loaded_at
+        )
     {% endif %}
 
 ),
 
 window_values as (
 
-    select feature_values.*
+    select
+        feature_values.model_name,
+        feature_values.feature_name,
+        feature_values.feature_type,
+        feature_values.value_category,
+        feature_values.value_number,
+        windows_to_count.reference_id,
+        feature_values.window_start
+
     from feature_values
     inner join windows_to_count
         on
@@ -83,84 +120,13 @@ window_values as (
 
 ),
 
-window_model_versions as (
+binned_window_values as (
 
-    select
-        model_name,
-        window_start,
-        window_end,
-        max(model_version) as max_model_version,
-        max(loaded_at) as max_loaded_at
-
-    from window_values
-    group by
-        model_name,
-        window_start,
-        window_end
+    {{ assign_feature_bins('window_values', 'reference_bins', 'reference_id') }}
 
 ),
 
-catalogued_versions as (
-
-    select distinct
-        model_name,
-        model_version
-
-    from reference_bins
-
-),
-
-window_reference_versions as (
-
-    select
-        window_model_versions.model_name,
-        window_model_versions.window_start,
-        window_model_versions.window_end,
-        window_model_versions.max_loaded_at,
-        max(catalogued_versions.model_version) as reference_version
-
-    from window_model_versions
-    inner join catalogued_versions
-        on
-            window_model_versions.model_name = catalogued_versions.model_name
-            and (
-                window_model_versions.max_model_version is null
-                or window_model_versions.max_model_version >= catalogued_versions.model_version
-            )
-    group by
-        window_model_versions.model_name,
-        window_model_versions.window_start,
-        window_model_versions.window_end,
-        window_model_versions.max_loaded_at
-
-),
-
-values_to_bin as (
-
-    select
-        window_values.model_name,
-        window_values.feature_name,
-        window_values.feature_type,
-        window_values.value_category,
-        window_values.value_number,
-        window_reference_versions.reference_version,
-        window_values.window_start
-
-    from window_values
-    inner join window_reference_versions
-        on
-            window_values.model_name = window_reference_versions.model_name
-            and window_values.window_start = window_reference_versions.window_start
-
-),
-
-binned_values as (
-
-    {{ assign_feature_bins('values_to_bin', 'reference_bins', 'reference_version') }}
-
-),
-
-bin_counts as (
+window_bin_counts as (
 
     select
         model_name,
@@ -169,7 +135,7 @@ bin_counts as (
         bin_id,
         count(*) as n_rows
 
-    from binned_values
+    from binned_window_values
     group by
         model_name,
         feature_name,
@@ -178,22 +144,70 @@ bin_counts as (
 
 ),
 
+live_references as (
+
+    select distinct
+        model_name,
+        reference_id
+
+    from windows_to_count
+    where reference_kind = 'previous_window'
+
+),
+
+live_reference_values as (
+
+    select reference_values.*
+    from reference_values
+    inner join live_references
+        on
+            reference_values.model_name = live_references.model_name
+            and reference_values.reference_id = live_references.reference_id
+
+),
+
+binned_live_reference_values as (
+
+    {{ assign_feature_bins('live_reference_values', 'reference_bins', 'reference_id') }}
+
+),
+
+live_reference_bin_counts as (
+
+    select
+        model_name,
+        reference_id,
+        feature_name,
+        bin_id,
+        count(*) as n_reference_rows
+
+    from binned_live_reference_values
+    group by
+        model_name,
+        reference_id,
+        feature_name,
+        bin_id
+
+),
+
 window_bins as (
 
     select
-        window_reference_versions.model_name,
-        window_reference_versions.reference_version,
+        windows_to_count.model_name,
+        windows_to_count.reference_id,
+        windows_to_count.reference_kind,
         reference_bins.feature_name,
         reference_bins.bin_id,
-        window_reference_versions.window_start,
-        window_reference_versions.window_end,
-        window_reference_versions.max_loaded_at
+        reference_bins.n_reference_rows_in_bin,
+        windows_to_count.window_start,
+        windows_to_count.window_end,
+        windows_to_count.max_loaded_at
 
-    from window_reference_versions
+    from windows_to_count
     inner join reference_bins
         on
-            window_reference_versions.model_name = reference_bins.model_name
-            and window_reference_versions.reference_version = reference_bins.model_version
+            windows_to_count.model_name = reference_bins.model_name
+            and windows_to_count.reference_id = reference_bins.reference_id
 
 ),
 
@@ -201,21 +215,34 @@ final as (
 
     select
         window_bins.model_name,
-        cast(window_bins.reference_version as {{ dbt.type_int() }}) as reference_version,
+        window_bins.reference_id,
         window_bins.feature_name,
         cast(window_bins.bin_id as {{ dbt.type_int() }}) as bin_id,
-        cast(coalesce(bin_counts.n_rows, 0) as {{ dbt.type_bigint() }}) as n_rows,
+        cast(coalesce(window_bin_counts.n_rows, 0) as {{ dbt.type_bigint() }}) as n_rows,
+        cast(
+            case
+                when window_bins.reference_kind = 'previous_window'
+                    then coalesce(live_reference_bin_counts.n_reference_rows, 0)
+                else window_bins.n_reference_rows_in_bin
+            end as {{ dbt.type_bigint() }}
+        ) as n_reference_rows,
         window_bins.window_start,
         window_bins.window_end,
         window_bins.max_loaded_at
 
     from window_bins
-    left join bin_counts
+    left join window_bin_counts
         on
-            window_bins.model_name = bin_counts.model_name
-            and window_bins.feature_name = bin_counts.feature_name
-            and window_bins.window_start = bin_counts.window_start
-            and window_bins.bin_id = bin_counts.bin_id
+            window_bins.model_name = window_bin_counts.model_name
+            and window_bins.feature_name = window_bin_counts.feature_name
+            and window_bins.window_start = window_bin_counts.window_start
+            and window_bins.bin_id = window_bin_counts.bin_id
+    left join live_reference_bin_counts
+        on
+            window_bins.model_name = live_reference_bin_counts.model_name
+            and window_bins.reference_id = live_reference_bin_counts.reference_id
+            and window_bins.feature_name = live_reference_bin_counts.feature_name
+            and window_bins.bin_id = live_reference_bin_counts.bin_id
 
 )
 

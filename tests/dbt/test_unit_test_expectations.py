@@ -1,0 +1,166 @@
+"""The expected values pasted into the dbt unit tests are checked here against independent
+numpy/scipy/scikit-learn computations on the unit tests' own inputs (no dbt run, fast):
+dbt compares the SQL's output with them exactly, this checks that they are right.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.dbt import unit_test_expected_statistics as statistics_script
+from tests.dbt.driftmart_dbt_helpers import DBT_PROJECT_DIR
+
+MARTS = DBT_PROJECT_DIR / "models" / "marts"
+
+
+def _unit_test(path: Path, name: str) -> dict[str, Any]:
+    tests = yaml.safe_load(path.read_text())["unit_tests"]
+    (test,) = [t for t in tests if t["name"] == name]
+    return test
+
+
+def _given(test: dict[str, Any], ref: str) -> list[dict[str, Any]]:
+    (given,) = [g for g in test["given"] if g["input"] == f"ref('{ref}')"]
+    return given["rows"]
+
+
+def _assert_close(actual: Any, expected: Any, where: str) -> None:
+    if expected is None or actual is None:
+        assert actual is None and expected is None, f"{where}: {actual!r} != {expected!r}"
+    else:
+        close = math.isclose(actual, expected, rel_tol=1e-12, abs_tol=1e-15)
+        assert close, f"{where}: {actual!r} != {expected!r}"
+
+
+def test_statistics_unit_tests_are_the_scripts_numpy_values():
+    """The YAML is what the script writes: numpy/scipy values, or the SQL's within tolerance."""
+    assert statistics_script.YAML_PATH.read_text() == statistics_script.render_yaml()
+
+
+def test_chi2_p_value_fixtures_cover_both_closed_forms_and_underflow():
+    rows = statistics_script.expected_rows(statistics_script.CHI2_P_VALUES)
+    degrees = {row["chi2_df"] % 2 for row in rows}
+    assert degrees == {0, 1}
+    half_chi2 = [row["chi2_statistic"] / 2 for row in rows if row["chi2_df"] % 2 == 1]
+    assert min(half_chi2) < 4 <= max(half_chi2)  # the erfc series and the trapezoid sum
+    assert any(row["chi2_p_value"] == 0.0 for row in rows)
+    assert any(0 < row["chi2_p_value"] < 1e-12 for row in rows)
+
+
+def test_model_performance_expectations_match_sklearn():
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+    test = _unit_test(MARTS / "performance" / "_performance__unit_tests.yml", "fct_model_performance_metrics")
+    positive = _given(test, "stg_raw__monitored_models")[0]["positive_label"]
+    labels = {(r["model_name"], r["request_id"]): r["label"] for r in _given(test, "stg_raw__labels")}
+    windows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in _given(test, "stg_raw__inference_logs"):
+        windows[row["scored_at"][:10]].append(row)
+    expected = {row["window_start"]: row for row in test["expect"]["rows"]}
+    assert set(expected) == set(windows)
+    for window, rows in windows.items():
+        keys = [(r["model_name"], r["request_id"]) for r in rows]
+        labelled = [(r, labels[key]) for r, key in zip(rows, keys, strict=True) if key in labels]
+        truth = [label == positive for _, label in labelled]
+        predicted = [r["prediction"] == positive for r, _ in labelled]
+        pairs = zip(labelled, truth, strict=True)
+        scored = [(t, r["probability"]) for (r, _), t in pairs if r["probability"] is not None]
+        computed = {
+            "n_predictions": len(rows),
+            "n_labelled": len(labelled),
+            "label_coverage": len(labelled) / len(rows),
+            "positive_rate_actual": float(np.mean(truth)) if labelled else None,
+            "accuracy": accuracy_score([lab for _, lab in labelled], [r["prediction"] for r, _ in labelled])
+            if labelled
+            else None,
+            "precision": precision_score(truth, predicted) if any(predicted) else None,
+            "recall": recall_score(truth, predicted) if any(truth) else None,
+            "f1": f1_score(truth, predicted) if any(truth) or any(predicted) else None,
+            "roc_auc": roc_auc_score([t for t, _ in scored], [p for _, p in scored])
+            if len({t for t, _ in scored}) == 2
+            else None,
+        }
+        for column, value in computed.items():
+            _assert_close(expected[window][column], value, f"{window} {column}")
+
+
+def test_feature_statistics_expectations_match_numpy():
+    test = _unit_test(
+        MARTS / "quality" / "_quality__unit_tests.yml", "fct_feature_statistics_numeric_and_categorical"
+    )
+    references = {r["window_start"]: r["reference_id"] for r in _given(test, "int_window_references")}
+    bins = _given(test, "int_reference_bins_frozen")
+    categories = {b["category"] for b in bins if b["category"] is not None}
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in _given(test, "int_inference_feature_values_unpivoted"):
+        if not row["feature_name"].startswith("__"):
+            cells[(row["feature_name"], row["window_start"])].append(row)
+    expected = {(row["feature_name"], row["window_start"]): row for row in test["expect"]["rows"]}
+    assert set(expected) == set(cells)
+    for (feature, window), rows in cells.items():
+        numeric = rows[0]["feature_type"] == "numeric"
+        values = [r.get("value_number" if numeric else "value_category") for r in rows]
+        present = [v for v in values if v is not None]
+        numbers = np.array(present, dtype=float) if numeric and present else None
+        computed = {
+            "n_rows": len(values),
+            "n_null": len(values) - len(present),
+            "null_share": (len(values) - len(present)) / len(values),
+            "n_distinct": len(set(present)),
+            "mean": None if numbers is None else float(numbers.mean()),
+            "std": None if numbers is None else float(numbers.std(ddof=0)),
+            "min": None if numbers is None else float(numbers.min()),
+            "max": None if numbers is None else float(numbers.max()),
+            "p25": None if numbers is None else float(np.quantile(numbers, 0.25)),
+            "p50": None if numbers is None else float(np.quantile(numbers, 0.5)),
+            "p75": None if numbers is None else float(np.quantile(numbers, 0.75)),
+            "n_unseen": None
+            if numeric or references[window] is None
+            else sum(v not in categories for v in present),
+        }
+        for column, value in computed.items():
+            _assert_close(expected[(feature, window)][column], value, f"{feature} {window} {column}")
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4, 9, 10, 51, 200])
+def test_every_p_value_path_agrees_with_scipy_in_python(df):
+    """The SQL's p-value recipe (closed forms, erfc series / trapezoid sum), replayed in Python."""
+    from scipy import stats
+
+    for x in [1e-6, 0.3, 2.0, 7.9, 8.0, 8.1, 20.0, 60.0, 150.0, 400.0, 1400.0]:
+        expected = stats.chi2.sf(x, df)
+        replayed = _p_value_recipe(x, df)
+        if expected > 1e-300:
+            assert math.isclose(replayed, expected, rel_tol=1e-9), (df, x, replayed, expected)
+        else:
+            assert replayed < 1e-290
+
+
+def _p_value_recipe(x: float, df: int) -> float:
+    """What int_window_drift_statistics_computed computes, step by step, in plain Python."""
+    y, j, odd = x / 2, df // 2, df % 2
+    ln_y = math.log(y)
+
+    def exp_or_zero(value: float) -> float:
+        return 0.0 if value < -700 else math.exp(value)
+
+    if not odd:
+        return min(1.0, sum(exp_or_zero(-y + k * ln_y - math.lgamma(k + 1)) for k in range(j)))
+    terms = [exp_or_zero(-y + (k - 0.5) * ln_y - math.lgamma(k + 0.5)) for k in range(1, max(j, 80) + 1)]
+    finite = sum(terms[:j])
+    if y < 4:
+        erfc = 1.0 - sum(terms)
+    else:
+        step, z = 0.5, math.sqrt(y)
+        nodes = sum(exp_or_zero(-((n * step) ** 2)) / ((n * step) ** 2 + y) for n in range(1, 21))
+        erfc = 2 * step * z * exp_or_zero(-y) / math.pi * (1 / (2 * y) + nodes)
+        if z < math.pi / step:
+            erfc += 2 / (1 - math.exp(2 * math.pi * z / step))
+    return min(1.0, finite + erfc)
