@@ -44,7 +44,11 @@ class Validation:
     reason: str
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As stored in the registry; the metric's two scores also flat, for SQL readers."""
+        return asdict(self) | {
+            "champion_score": self.champion[self.metric],
+            "challenger_score": self.challenger[self.metric],
+        }
 
 
 def split_recent(

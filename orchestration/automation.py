@@ -8,12 +8,10 @@ one retrain: the run key is the window that completed the drift streak.
 from dataclasses import dataclass
 from datetime import datetime
 
-import dagster as dg
 import duckdb
 
 from ml import registry
 from ml.spec import ModelSpec
-from orchestration.resources import DriftmartResource
 from warehouse.connection import NothingPublishedError, connect_published
 from warehouse.home import Home
 
@@ -92,20 +90,3 @@ def retrain_decision(home: Home, spec: ModelSpec) -> RetrainDecision:
                 False, f"already retrained for this drift (v{version.model_version})", started, trigger
             )
     return RetrainDecision(True, reason, started, trigger)
-
-
-def build_retrain_sensor(job) -> dg.SensorDefinition:
-    @dg.sensor(
-        name="drift_retrain_sensor",
-        job=job,
-        minimum_interval_seconds=60,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Requests a retrain when drift checks fail (see orchestration/automation.py).",
-    )
-    def drift_retrain_sensor(context: dg.SensorEvaluationContext, driftmart: DriftmartResource):
-        decision = retrain_decision(driftmart.home, driftmart.spec())
-        if not decision.needed:
-            return dg.SkipReason(decision.reason)
-        return dg.RunRequest(run_key=decision.run_key, tags={"driftmart/trigger": decision.reason})
-
-    return drift_retrain_sensor

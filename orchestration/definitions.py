@@ -14,9 +14,9 @@ from orchestration.assets.ingest import external_sources, raw_tables
 from orchestration.assets.model import challenger_model, champion_model
 from orchestration.assets.publish import published_warehouse
 from orchestration.assets.reports import evidently_report
-from orchestration.automation import build_retrain_sensor
 from orchestration.checks import dataset_drift_latest_window, landing_quarantine_share
 from orchestration.resources import DriftmartResource
+from orchestration.sensors import build_landing_sensor, build_retrain_sensor
 from warehouse.home import Home
 
 PIPELINE_JOB = "driftmart_pipeline"
@@ -50,7 +50,7 @@ def build_definitions(home: str | None = None, spec_path: str | None = None) -> 
         ],
         asset_checks=[dataset_drift_latest_window, landing_quarantine_share],
         jobs=[pipeline_job, retrain_job],
-        sensors=[build_retrain_sensor(retrain_job)],
+        sensors=[build_landing_sensor(pipeline_job), build_retrain_sensor(retrain_job)],
         resources={
             "driftmart": DriftmartResource(
                 home_dir=str(Home.resolve(home).root),

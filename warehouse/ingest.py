@@ -221,7 +221,13 @@ def sync_registry(
     new_versions = 0
     for version in registry.list_versions(home, spec.model):
         connection.execute(
-            "insert or replace into raw.model_registry values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            """
+            insert or replace into raw.model_registry (
+                model_name, model_version, created_at, trigger, status, artifact_sha256, metrics,
+                spec_fingerprint, n_training_rows, n_reference_rows, loaded_at, validation,
+                decision_reason, decided_at, history
+            ) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
             [
                 version.model_name,
                 version.model_version,
@@ -234,6 +240,10 @@ def sync_registry(
                 version.n_training_rows,
                 version.n_reference_rows,
                 loaded_at,
+                json.dumps(version.validation) if version.validation else None,
+                version.reason or None,
+                datetime.fromisoformat(version.decided_at),
+                json.dumps(version.history),
             ],
         )
         if version.model_version in loaded_versions:

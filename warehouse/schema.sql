@@ -58,6 +58,12 @@ create table if not exists raw.model_registry (
     primary key (model_name, model_version)
 );
 
+-- Added after the first release: the challenger-vs-champion comparison and the last lifecycle step.
+alter table raw.model_registry add column if not exists validation varchar;
+alter table raw.model_registry add column if not exists decision_reason varchar;
+alter table raw.model_registry add column if not exists decided_at timestamp;
+alter table raw.model_registry add column if not exists history varchar;
+
 -- The monitoring spec of each model, as dbt reads it (never a hand-copied list in SQL).
 -- reference_kind: model_version (each version's reference rows), previous_window (rolling) or
 -- time_range (the production rows scored in [reference_start_at, reference_end_at)).

@@ -437,7 +437,9 @@ def insert_fixture(database: Path, fixture: RawFixture) -> None:
             )
         if fixture.registry:
             connection.executemany(
-                "insert into raw.model_registry values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "insert into raw.model_registry (model_name, model_version, created_at, trigger, status, "
+                "artifact_sha256, metrics, spec_fingerprint, n_training_rows, n_reference_rows, loaded_at) "
+                "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     [
                         row["model_name"],

@@ -91,7 +91,17 @@ def test_sensor_requests_one_retrain_per_drift_episode_and_the_job_promotes(buil
         rows = connection.execute(
             "select model_version, trigger, status from marts.dim_model_versions order by 1"
         ).fetchall()
+        evidence = connection.execute(
+            "select holdout_metric, holdout_champion_version, n_holdout_rows, holdout_champion_score, "
+            "holdout_challenger_score, decision_reason from marts.dim_model_versions where model_version = 2"
+        ).fetchall()[0]
     assert rows == [(1, "initial", "retired"), (2, "drift", "champion")]
+    metric, champion_version, n_holdout, champion_score, challenger_score, reason = evidence
+    assert (metric, champion_version) == ("roc_auc", 1)
+    assert n_holdout == challenger.validation["n_holdout"]
+    assert challenger_score == pytest.approx(challenger.validation["challenger"]["roc_auc"], rel=1e-12)
+    assert challenger_score > champion_score
+    assert reason == challenger.reason
 
 
 def test_a_worse_challenger_is_rejected_with_the_reason(built_home, home_copy):

@@ -18,7 +18,11 @@ renamed as (
         cast(spec_fingerprint as {{ dbt.type_string() }}) as spec_fingerprint,
         cast(n_training_rows as {{ dbt.type_int() }}) as n_training_rows,
         cast(n_reference_rows as {{ dbt.type_int() }}) as n_reference_rows,
+        cast(validation as {{ dbt.type_string() }}) as validation_json,
+        cast(decision_reason as {{ dbt.type_string() }}) as decision_reason,
+        cast(history as {{ dbt.type_string() }}) as history_json,
         cast(created_at as {{ dbt.type_timestamp() }}) as created_at,
+        cast(decided_at as {{ dbt.type_timestamp() }}) as decided_at,
         cast(loaded_at as {{ dbt.type_timestamp() }}) as loaded_at
 
     from source
