@@ -25,12 +25,9 @@ def write_case(root, drift, seed):
     return spec
 
 
-def import_and_run(tmp_path, name, drift, seed):
-    root = tmp_path / name
-    spec = write_case(root / "files", drift, seed)
-    home = Home.resolve(root / "home")
-    files = root / "files"
-    imported = driftmart(
+def import_case(files, home):
+    """`driftmart import` of a case written by write_case."""
+    return driftmart(
         "import",
         "--spec",
         str(files / "spec.yaml"),
@@ -42,6 +39,14 @@ def import_and_run(tmp_path, name, drift, seed):
         str(files / "labels.csv"),
         home=home,
     )
+
+
+def import_and_run(tmp_path, name, drift, seed):
+    root = tmp_path / name
+    spec = write_case(root / "files", drift, seed)
+    home = Home.resolve(root / "home")
+    files = root / "files"
+    imported = import_case(files, home)
     assert imported.returncode == 0, imported.stderr
     assert "logs: 5000 rows loaded" in imported.stdout
     run = driftmart("run", "--spec", str(files / "spec.yaml"), home=home)
@@ -104,18 +109,7 @@ def test_a_second_run_without_new_rows_reports_the_latest_window(drifted):
 def test_import_twice_changes_nothing(drifted):
     _, home, _, _ = drifted
     files = home.root.parent / "files"
-    repeat = driftmart(
-        "import",
-        "--spec",
-        str(files / "spec.yaml"),
-        "--reference",
-        str(files / "reference.parquet"),
-        "--logs",
-        str(files / "logs.csv"),
-        "--labels",
-        str(files / "labels.csv"),
-        home=home,
-    )
+    repeat = import_case(files, home)
     assert repeat.returncode == 0
     assert "already registered as wide_model v1" in repeat.stdout
     assert "logs: 0 rows loaded, 5000 already in the warehouse" in repeat.stdout

@@ -8,16 +8,6 @@
 #}
 {% test feature_drift_not_detected(model, column_name='is_drifted') %}
 
-with
-
-validation as (
-
-    select *
-    from {{ model }}
-    where {{ column_name }}
-
-)
-
-select * from validation
+{{ verdict_rows(model, column_name) }}
 
 {% endtest %}
