@@ -12,8 +12,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -28,6 +26,7 @@ from sklearn.pipeline import Pipeline
 from ml.errors import DriftmartError
 from ml.spec import ModelSpec
 from ml.train import TrainedModel
+from warehouse.files import write_atomic
 from warehouse.home import Home
 
 ARTIFACT = "model.skops"
@@ -92,21 +91,6 @@ def version_dir(home: Home, model_name: str, version: int) -> Path:
     return _model_dir(home, model_name) / f"v{version}"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as file:
@@ -141,7 +125,7 @@ def _event(event: str, status: str, actor: str, reason: str, evidence: dict[str,
 
 def _save(home: Home, version: ModelVersion) -> ModelVersion:
     metadata = version_dir(home, version.model_name, version.model_version) / METADATA
-    _write_atomic(metadata, json.dumps(asdict(version), indent=2).encode())
+    write_atomic(metadata, json.dumps(asdict(version), indent=2).encode())
     return version
 
 
@@ -204,7 +188,7 @@ def register_external(home: Home, spec: ModelSpec, reference: pd.DataFrame) -> t
         reference_fingerprint=fingerprint,
         history=[_event("registered", "external", "driftmart import", "reference set imported")],
     )
-    _write_atomic(target / METADATA, json.dumps(asdict(model_version), indent=2).encode())
+    write_atomic(target / METADATA, json.dumps(asdict(model_version), indent=2).encode())
     return model_version, True
 
 
@@ -219,7 +203,7 @@ def register(
 ) -> ModelVersion:
     """Save a trained model as the next version; the first version of a model becomes champion."""
     version, target = _next_version_dir(home, spec.model)
-    _write_atomic(target / ARTIFACT, sio.dumps(trained.pipeline))
+    write_atomic(target / ARTIFACT, sio.dumps(trained.pipeline))
     trained.reference.to_parquet(target / REFERENCE, index=False)
     is_first = champion_version(home, spec.model) is None
     status = "champion" if is_first else "challenger"
@@ -239,9 +223,9 @@ def register(
         history=[_event("registered", status, actor, f"trigger: {trigger}", evidence)],
     )
     # version.json is written last: a version without it is an interrupted registration, not a model.
-    _write_atomic(target / METADATA, json.dumps(asdict(model_version), indent=2).encode())
+    write_atomic(target / METADATA, json.dumps(asdict(model_version), indent=2).encode())
     if is_first:
-        _write_atomic(_model_dir(home, spec.model) / CHAMPION, f"{version}\n".encode())
+        write_atomic(_model_dir(home, spec.model) / CHAMPION, f"{version}\n".encode())
     return model_version
 
 
@@ -282,7 +266,7 @@ def promote(
                 history=[*candidate.history, _event("promoted", "champion", actor, reason, evidence)],
             ),
         )
-        _write_atomic(_model_dir(home, model_name) / CHAMPION, f"{version}\n".encode())
+        write_atomic(_model_dir(home, model_name) / CHAMPION, f"{version}\n".encode())
         return promoted
 
 

@@ -20,17 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from warehouse.files import fsync_directory
+
 STREAMS: tuple[str, ...] = ("inference", "feedback")
 SEGMENT_SUFFIX = ".jsonl"
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 class LandingWriter:
@@ -55,7 +49,7 @@ class LandingWriter:
         path = self.directory / name
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        _fsync_directory(self.directory)  # the new file's name is durable before any 200
+        fsync_directory(self.directory)  # the new file's name is durable before any 200
         self._descriptor, self._size, self.segment = descriptor, 0, path
 
     def _close_segment(self) -> None:

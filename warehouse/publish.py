@@ -26,6 +26,7 @@ from typing import Any
 
 import duckdb
 
+from warehouse.files import fsync_directory, fsync_file, write_atomic
 from warehouse.home import Home
 
 STATUS_FILE = "status.json"
@@ -60,19 +61,6 @@ def _temporary_beside(directory: Path, suffix: str) -> Path:
     return Path(name)
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as file:
-        os.fsync(file.fileno())
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _table_rows(connection: duckdb.DuckDBPyConnection) -> dict[str, int]:
     tables = connection.execute(
         "select table_schema, table_name from information_schema.tables "
@@ -94,20 +82,13 @@ def _export_parquet(connection: duckdb.DuckDBPyConnection, directory: Path, tabl
         schema, name = table.split(".")
         target = str(temporary).replace("'", "''")
         connection.execute(f'copy (select * from "{schema}"."{name}") to \'{target}\' (format parquet)')
-        _fsync(temporary)
+        fsync_file(temporary)
     return written
 
 
 def _write_json_atomically(path: Path, content: dict[str, Any]) -> None:
-    temporary = _temporary_beside(path.parent, ".json")
-    try:
-        temporary.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
-        _fsync(temporary)
-        temporary.chmod(PUBLISHED_MODE)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    data = (json.dumps(content, indent=2, sort_keys=True) + "\n").encode()
+    write_atomic(path, data, mode=PUBLISHED_MODE)
 
 
 def publish(home: Home, *, run_id: str | None = None, parquet: bool | None = None) -> Path:
@@ -122,7 +103,7 @@ def publish(home: Home, *, run_id: str | None = None, parquet: bool | None = Non
     parquet_files: list[Path] = []
     try:
         shutil.copyfile(home.warehouse, temporary)
-        _fsync(temporary)
+        fsync_file(temporary)
         temporary.chmod(PUBLISHED_MODE)
         # Opening the copy proves it is a whole database before any reader can see it.
         with duckdb.connect(str(temporary), read_only=True) as connection:
@@ -134,7 +115,7 @@ def publish(home: Home, *, run_id: str | None = None, parquet: bool | None = Non
         for table, written in zip(marts if export_parquet else [], parquet_files, strict=True):
             written.chmod(PUBLISHED_MODE)
             os.replace(written, parquet_dir(home) / f"{table}.parquet")
-        _fsync_directory(home.published_dir)
+        fsync_directory(home.published_dir)
     except BaseException:
         temporary.unlink(missing_ok=True)
         for written in parquet_files:
