@@ -9,12 +9,14 @@ import os
 
 import dagster as dg
 
-from orchestration.assets.dbt import dbt_resource, driftmart_dbt_assets
+from ml.spec import load_spec
+from orchestration.assets.dbt import build_dbt_assets, dbt_resource
 from orchestration.assets.ingest import external_sources, raw_tables
 from orchestration.assets.model import challenger_model, champion_model
 from orchestration.assets.publish import published_warehouse
 from orchestration.assets.reports import evidently_report
 from orchestration.checks import dataset_drift_latest_window, landing_quarantine_share
+from orchestration.partitions import window_partitions
 from orchestration.resources import DriftmartResource
 from orchestration.sensors import build_landing_sensor, build_retrain_sensor
 from warehouse.home import Home
@@ -22,27 +24,28 @@ from warehouse.home import Home
 PIPELINE_JOB = "driftmart_pipeline"
 RETRAIN_JOB = "driftmart_retrain"
 
-pipeline_job = dg.define_asset_job(
-    PIPELINE_JOB,
-    selection=dg.AssetSelection.assets(
-        raw_tables, driftmart_dbt_assets, published_warehouse, evidently_report
-    ),
-    description="One batch pass: ingest landed logs, dbt build (drift marts and checks), publish, "
-    "Evidently report of the latest window.",
-)
-retrain_job = dg.define_asset_job(
-    RETRAIN_JOB,
-    selection=dg.AssetSelection.assets(challenger_model, champion_model),
-    description="Train a challenger, validate it against the champion, promote or reject it.",
-)
-
 
 def build_definitions(home: str | None = None, spec_path: str | None = None) -> dg.Definitions:
+    spec_path = spec_path or os.environ.get("DRIFTMART_SPEC", "")
+    partitions = window_partitions(load_spec(spec_path or None))
+    dbt_assets = build_dbt_assets(partitions)
+    pipeline_job = dg.define_asset_job(
+        PIPELINE_JOB,
+        selection=dg.AssetSelection.assets(raw_tables, dbt_assets, published_warehouse, evidently_report),
+        description="One batch pass: ingest landed logs, dbt build (drift marts and checks), publish, "
+        "Evidently report of the latest window. Launched for a range of window partitions, it also "
+        "recounts those windows (a backfill).",
+    )
+    retrain_job = dg.define_asset_job(
+        RETRAIN_JOB,
+        selection=dg.AssetSelection.assets(challenger_model, champion_model),
+        description="Train a challenger, validate it against the champion, promote or reject it.",
+    )
     return dg.Definitions(
         assets=[
             *external_sources,
             raw_tables,
-            driftmart_dbt_assets,
+            dbt_assets,
             published_warehouse,
             evidently_report,
             challenger_model,
@@ -50,12 +53,9 @@ def build_definitions(home: str | None = None, spec_path: str | None = None) -> 
         ],
         asset_checks=[dataset_drift_latest_window, landing_quarantine_share],
         jobs=[pipeline_job, retrain_job],
-        sensors=[build_landing_sensor(pipeline_job), build_retrain_sensor(retrain_job)],
+        sensors=[build_landing_sensor(pipeline_job, partitions), build_retrain_sensor(retrain_job)],
         resources={
-            "driftmart": DriftmartResource(
-                home_dir=str(Home.resolve(home).root),
-                spec_path=spec_path or os.environ.get("DRIFTMART_SPEC", ""),
-            ),
+            "driftmart": DriftmartResource(home_dir=str(Home.resolve(home).root), spec_path=spec_path),
             "dbt": dbt_resource(),
         },
     )

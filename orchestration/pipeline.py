@@ -28,7 +28,12 @@ class PipelineOutcome:
 
 
 def run_pipeline(
-    home: Home, spec_path: str | None = None, *, job_name: str | None = None, log_level: str = "WARNING"
+    home: Home,
+    spec_path: str | None = None,
+    *,
+    job_name: str | None = None,
+    partition_key: str | None = None,
+    log_level: str = "WARNING",
 ) -> PipelineOutcome:
     """Run a job of the definitions (default: ingest, dbt build, publish) on the home's instance;
     returns whether it succeeded and the failed checks.
@@ -41,9 +46,12 @@ def run_pipeline(
         os.environ["DRIFTMART_SPEC"] = str(spec_path)
     from orchestration.definitions import PIPELINE_JOB, build_definitions
     from orchestration.instance import instance_for
+    from orchestration.partitions import current_partition_key
 
     definitions = build_definitions(str(home.root), spec_path)
     job = definitions.resolve_job_def(job_name or PIPELINE_JOB)
+    if partition_key is None and job.partitions_def is not None:
+        partition_key = current_partition_key(job.partitions_def)
     home.dbt_logs.mkdir(parents=True, exist_ok=True)
     # dbt's own progress lines go to a file (and to the Dagster event log), not the terminal.
     with (
@@ -54,6 +62,7 @@ def run_pipeline(
         result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
+            partition_key=partition_key,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )
         failed_steps = [

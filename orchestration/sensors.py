@@ -7,6 +7,7 @@ work directly.
 import dagster as dg
 
 from orchestration.automation import retrain_decision
+from orchestration.partitions import current_partition_key
 from orchestration.resources import DriftmartResource
 from warehouse.landing import STREAMS, list_segments
 
@@ -17,7 +18,7 @@ def landed_bytes(driftmart: DriftmartResource) -> int:
     return sum(path.stat().st_size for stream in STREAMS for path in list_segments(home.landing, stream))
 
 
-def build_landing_sensor(job) -> dg.SensorDefinition:
+def build_landing_sensor(job, partitions: dg.PartitionsDefinition | None) -> dg.SensorDefinition:
     @dg.sensor(
         name="landed_data_sensor",
         job=job,
@@ -32,7 +33,7 @@ def build_landing_sensor(job) -> dg.SensorDefinition:
         context.update_cursor(str(size))
         if size == 0:
             return dg.SkipReason("the landing zone is empty")
-        return dg.RunRequest(run_key=f"landed:{size}")
+        return dg.RunRequest(run_key=f"landed:{size}", partition_key=current_partition_key(partitions))
 
     return landed_data_sensor
 

@@ -4,10 +4,12 @@ Drift tests have severity `warn` (a signal to act, non-blocking); data-quality t
 (blocking: a failure fails the run and nothing downstream, such as publishing, runs).
 """
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -86,28 +88,54 @@ class DriftmartDbtTranslator(DagsterDbtTranslator):
 TRANSLATOR = DriftmartDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-@dbt_assets(
-    manifest=ensure_manifest(),
-    dagster_dbt_translator=TRANSLATOR,
-    # dbt unit tests are developer tests (pytest runs them); production builds skip them, which
-    # also avoids their failing on a first build before incremental tables exist (DESIGN.md §9).
-    exclude="resource_type:unit_test",
-    pool=WAREHOUSE_WRITER_POOL,
-)
-def driftmart_dbt_assets(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, driftmart: DriftmartResource
-) -> Iterator[Any]:
-    """`dbt build` of the selected models: staging views, incremental bin counts, drift marts."""
-    home = driftmart.home
-    # The dbt subprocess inherits this process's environment; the profile reads DRIFTMART_HOME.
-    os.environ.update(dbt_environment(home))
-    with writer_lock(home):
-        invocation = dbt.cli(["build"], context=context, target_path=home.dbt_target / context.run_id)
-        yield from invocation.stream()
+def build_dbt_assets(partitions: dg.PartitionsDefinition | None = None) -> dg.AssetsDefinition:
+    """The dbt project as assets, partitioned by window when the spec's window allows it."""
+
+    @dbt_assets(
+        manifest=ensure_manifest(),
+        dagster_dbt_translator=TRANSLATOR,
+        # dbt unit tests are developer tests (pytest runs them); production builds skip them, which
+        # also avoids their failing on a first build before incremental tables exist (DESIGN.md §9).
+        exclude="resource_type:unit_test",
+        pool=WAREHOUSE_WRITER_POOL,
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run() if partitions is not None else None,
+    )
+    def driftmart_dbt_assets(
+        context: dg.AssetExecutionContext, dbt: DbtCliResource, driftmart: DriftmartResource
+    ) -> Iterator[Any]:
+        """`dbt build`: staging views, incremental bin counts, drift marts. A run for a range of
+        window partitions (a backfill) also recounts those windows in full (dbt vars recount_from /
+        recount_to); any run recounts the windows that received rows."""
+        home = driftmart.home
+        # The dbt subprocess inherits this process's environment; the profile reads DRIFTMART_HOME.
+        os.environ.update(dbt_environment(home))
+        arguments = ["build"]
+        if context.has_partition_key:
+            window = context.partition_time_window
+            recount = {
+                "recount_from": f"{window.start.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+                "recount_to": f"{window.end.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+            }
+            arguments += ["--vars", json.dumps(recount)]
+        with writer_lock(home):
+            invocation = dbt.cli(arguments, context=context, target_path=home.dbt_target / context.run_id)
+            yield from invocation.stream()
+
+    return driftmart_dbt_assets
 
 
 def mart_asset_keys() -> list[dg.AssetKey]:
-    return [key for key in driftmart_dbt_assets.keys if key.path[0] == "marts"]
+    """The marts' asset keys, read from the manifest (the same keys the translator gives)."""
+    nodes = json.loads(ensure_manifest().read_text())["nodes"].values()
+    return sorted(
+        (
+            TRANSLATOR.get_asset_key(node)
+            for node in nodes
+            if node["resource_type"] == "model" and node["config"].get("schema") == "marts"
+        ),
+        key=lambda key: key.to_user_string(),
+    )
 
 
 def dbt_resource() -> DbtCliResource:

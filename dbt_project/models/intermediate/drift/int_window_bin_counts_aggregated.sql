@@ -96,6 +96,7 @@ windows_to_count as (
             counted_windows.model_name is null
             or window_references.reference_id <> counted_windows.reference_id
             or window_references.max_loaded_at > watermark.max_loaded_at
+            {{ in_recount_range('window_references.window_start') }}
         )
     {% endif %}
 

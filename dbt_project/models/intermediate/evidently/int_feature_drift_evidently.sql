@@ -98,6 +98,7 @@ windows_to_compute as (
             computed_windows.model_name is null
             or window_references.max_loaded_at > computed_windows.max_loaded_at
             or coalesce(window_references.reference_id, '') <> coalesce(computed_windows.reference_id, '')
+            {{ in_recount_range('window_references.window_start') }}
     {% endif %}
 
 ),

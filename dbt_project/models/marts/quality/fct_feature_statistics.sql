@@ -76,6 +76,7 @@ windows_to_compute as (
             computed_windows.model_name is null
             or coalesce(window_references.reference_id, '') <> coalesce(computed_windows.reference_id, '')
             or window_references.max_loaded_at > watermark.max_loaded_at
+            {{ in_recount_range('window_references.window_start') }}
     {% endif %}
 
 ),
