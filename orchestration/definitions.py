@@ -18,7 +18,7 @@ from orchestration.assets.reports import evidently_report
 from orchestration.checks import dataset_drift_latest_window, landing_quarantine_share
 from orchestration.partitions import window_partitions
 from orchestration.resources import DriftmartResource
-from orchestration.sensors import build_landing_sensor, build_retrain_sensor
+from orchestration.sensors import build_landing_sensor, build_retrain_sensor, build_window_schedule
 from warehouse.home import Home
 
 PIPELINE_JOB = "driftmart_pipeline"
@@ -54,6 +54,7 @@ def build_definitions(home: str | None = None, spec_path: str | None = None) -> 
         asset_checks=[dataset_drift_latest_window, landing_quarantine_share],
         jobs=[pipeline_job, retrain_job],
         sensors=[build_landing_sensor(pipeline_job, partitions), build_retrain_sensor(retrain_job)],
+        schedules=build_window_schedule(pipeline_job, partitions),
         resources={
             "driftmart": DriftmartResource(home_dir=str(Home.resolve(home).root), spec_path=spec_path),
             "dbt": dbt_resource(),

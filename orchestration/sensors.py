@@ -1,7 +1,8 @@
-"""Sensors: new landed data → the pipeline; failed drift checks → a retrain.
+"""Sensors and schedules: new landed data → the pipeline; failed drift checks → a retrain.
 
-Both run by default under `driftmart ui` (its daemon evaluates them); `driftmart run` does the same
-work directly.
+The sensors run by default under `driftmart ui` (its daemon evaluates them); `driftmart run` does
+the same work directly. The window schedule is off by default: turn it on where data lands without
+the API (imports, another writer), and it runs the pipeline once each window closes.
 """
 
 import dagster as dg
@@ -36,6 +37,21 @@ def build_landing_sensor(job, partitions: dg.PartitionsDefinition | None) -> dg.
         return dg.RunRequest(run_key=f"landed:{size}", partition_key=current_partition_key(partitions))
 
     return landed_data_sensor
+
+
+def build_window_schedule(job, partitions: dg.PartitionsDefinition | None) -> list[dg.ScheduleDefinition]:
+    """A run at the end of every window (for its partition), when the window is a partition."""
+    if partitions is None:
+        return []
+    return [
+        dg.build_schedule_from_partitioned_job(
+            job,
+            name="window_schedule",
+            default_status=dg.DefaultScheduleStatus.STOPPED,
+            description="Runs the pipeline as each window closes "
+            "(off by default: the landing sensor covers API traffic).",
+        )
+    ]
 
 
 def build_retrain_sensor(job) -> dg.SensorDefinition:

@@ -26,3 +26,11 @@ def test_landed_data_sensor_runs_the_pipeline_once_per_new_data(trained_home):
     second, _ = evaluate(trained_home, cursor)
     writer.close()
     assert isinstance(second, dg.RunRequest) and second.run_key != first.run_key
+
+
+def test_window_schedule_runs_each_closed_window(spec):
+    definitions = build_definitions()
+    schedule = definitions.resolve_schedule_def("window_schedule")
+    assert schedule.cron_schedule == "0 0 * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.job_name == "driftmart_pipeline"
