@@ -71,8 +71,9 @@ def evaluate(spec: ModelSpec, pipeline: Pipeline, rows: pd.DataFrame) -> dict[st
     features = feature_frame(spec, rows)
     truth = rows[spec.target].astype(str).to_numpy()
     classes = [str(label) for label in pipeline.classes_]
-    probability = pipeline.predict_proba(features)[:, 1]
-    predicted = np.asarray(classes)[pipeline.predict_proba(features).argmax(axis=1)]
+    probabilities = pipeline.predict_proba(features)
+    probability = probabilities[:, 1]
+    predicted = np.asarray(classes)[probabilities.argmax(axis=1)]
     positive = classes[1]
     return {
         "roc_auc": float(roc_auc_score(truth == positive, probability)),

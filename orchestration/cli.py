@@ -104,8 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = run_pipeline(home, args.spec)
     if not outcome.success:
         print(
-            f"driftmart: run {outcome.run_id} failed at {', '.join(outcome.failed_steps)}; "
-            f"see `driftmart ui` or {home.dbt_logs / 'last_run.log'}",
+            f"driftmart: {outcome.failure}; see `driftmart ui` or {home.dbt_logs / 'last_run.log'}",
             file=sys.stderr,
         )
         return EXIT_ERROR
@@ -139,16 +138,14 @@ def _retrain_if_due(home, spec, spec_path: str | None) -> None:
     print(f"retrain: {decision.reason}")
     outcome = run_pipeline(home, spec_path, job_name=RETRAIN_JOB)
     if not outcome.success:
-        raise UsageError(f"retrain run {outcome.run_id} failed at {', '.join(outcome.failed_steps)}")
+        raise UsageError(f"retrain {outcome.failure}")
     latest = registry.list_versions(home, spec.model)[-1]
     print(f"retrain: challenger v{latest.model_version} {latest.status}: {latest.reason}")
     # One more pass mirrors the registry into the warehouse and republishes, so dim_model_versions,
     # the exporter and BI tools show the decision now rather than after the next run.
     outcome = run_pipeline(home, spec_path)
     if not outcome.success:
-        raise UsageError(
-            f"pipeline run {outcome.run_id} after the retrain failed at {', '.join(outcome.failed_steps)}"
-        )
+        raise UsageError(f"pipeline after the retrain: {outcome.failure}")
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:

@@ -137,7 +137,7 @@ def _command(name: str) -> str:
 def _pipeline(home: Home) -> None:
     outcome = run_pipeline(home)
     if not outcome.success:
-        raise DemoError(f"pipeline run {outcome.run_id} failed at {', '.join(outcome.failed_steps)}")
+        raise DemoError(f"pipeline {outcome.failure}")
 
 
 def run_demo(
@@ -213,9 +213,7 @@ def run_demo(
             if decision.needed:
                 outcome = run_pipeline(home, job_name=RETRAIN_JOB)
                 if not outcome.success:
-                    raise DemoError(
-                        f"retrain run {outcome.run_id} failed at {', '.join(outcome.failed_steps)}"
-                    )
+                    raise DemoError(f"retrain {outcome.failure}")
                 challenger = registry.list_versions(home, spec.model)[-1]
                 verdict = challenger.validation
                 metric = verdict["metric"]

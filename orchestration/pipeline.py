@@ -26,6 +26,11 @@ class PipelineOutcome:
     failed_steps: list[str]
     warnings: list[str]
 
+    @property
+    def failure(self) -> str:
+        """What went wrong, for an error message: the run and its failed steps."""
+        return f"run {self.run_id} failed at {', '.join(self.failed_steps)}"
+
 
 def run_pipeline(
     home: Home,
