@@ -4,7 +4,6 @@ session (each `dbt build` costs ~10 s, so tests that only read the marts share i
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,10 +14,19 @@ from ml import registry
 from ml.datasets import DriftPlan, generate, training_set
 from ml.spec import ModelSpec, load_spec
 from ml.train import train_model
+from tests.services import IN_CI, throwaway_postgres
 from warehouse.home import Home
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
+__all__ = ["IN_CI"]
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL cluster per session; yields its libpq environment (PGHOST …).
+    Tests that need a database of their own create one in it."""
+    with throwaway_postgres() as environment:
+        yield environment
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ import csv
 import io
 import json
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -106,9 +105,3 @@ def test_run_exits_1_on_drift_and_retrains_like_the_sensor(built_home, tmp_path)
         home=home,
     )
     assert versions.stdout.splitlines()[1:] == ["1,retired", "2,champion"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

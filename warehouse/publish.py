@@ -28,6 +28,7 @@ import duckdb
 
 from warehouse.files import fsync_directory, fsync_file, write_atomic
 from warehouse.home import Home
+from warehouse.targets import resolve_target
 
 STATUS_FILE = "status.json"
 PARQUET_DIR = "parquet"
@@ -103,6 +104,11 @@ def publish(home: Home, *, run_id: str | None = None, parquet: bool | None = Non
     parquet_files: list[Path] = []
     try:
         shutil.copyfile(home.warehouse, temporary)
+        # On postgres and spark the built schemas live on that engine: copy them into the copy.
+        target = resolve_target()
+        if target.name != "duckdb":
+            with duckdb.connect(str(temporary)) as connection:
+                target.copy_built_tables(home, connection)
         fsync_file(temporary)
         temporary.chmod(PUBLISHED_MODE)
         # Opening the copy proves it is a whole database before any reader can see it.

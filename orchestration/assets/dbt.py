@@ -19,6 +19,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from orchestration.resources import WAREHOUSE_WRITER_POOL, DriftmartResource
 from warehouse.connection import writer_lock
 from warehouse.home import Home
+from warehouse.targets import resolve_target
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
@@ -30,11 +31,13 @@ def dbt_executable() -> str:
 
 
 def dbt_environment(home: Home) -> dict[str, str]:
-    """What the dbt process needs: the home (the profile reads it) and logs kept inside the home."""
+    """What the dbt process needs: the home (the profile reads it), the target's output and settings
+    (DRIFTMART_TARGET, warehouse/targets/) and logs kept inside the home."""
     return {
         "DRIFTMART_HOME": str(home.root),
         "DBT_LOG_PATH": str(home.dbt_logs),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        **resolve_target().dbt_environment(home),
     }
 
 

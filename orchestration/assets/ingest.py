@@ -5,6 +5,7 @@ import dagster as dg
 from orchestration.resources import WAREHOUSE_WRITER_POOL, DriftmartResource
 from warehouse.connection import warehouse_writer
 from warehouse.ingest import ingest
+from warehouse.targets import resolve_target
 
 LANDED_INFERENCE = dg.AssetKey(["landing", "inference_segments"])
 LANDED_FEEDBACK = dg.AssetKey(["landing", "feedback_segments"])
@@ -51,8 +52,11 @@ RAW_TABLES = {
 def raw_tables(context: dg.AssetExecutionContext, driftmart: DriftmartResource):
     """Load every landed line not loaded before (exactly once) and mirror the spec and registry."""
     home, spec = driftmart.home, driftmart.spec()
+    target = resolve_target()
     with warehouse_writer(home) as connection:
         result = ingest(connection, home, spec)
+        # On postgres and spark, dbt reads the raw tables on that engine: copy them there.
+        synced = target.sync_raw(home, connection)
         totals = dict(
             connection.execute(
                 "select 'inference_log', count(*) from raw.inference_log "
@@ -64,6 +68,8 @@ def raw_tables(context: dg.AssetExecutionContext, driftmart: DriftmartResource):
         f"ingested {result.inference_rows} predictions, {result.label_rows} labels, "
         f"{result.duplicates} duplicates skipped, {result.quarantined} lines quarantined"
     )
+    if synced:
+        context.log.info(f"copied raw tables to the {target.name} target: {synced}")
     for table in RAW_TABLES:
         metadata = {}
         if table == "inference_log":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,12 +50,6 @@ def scrape(home: Home, clock: Callable[[], float] = time.time) -> Samples:
 
 def labels(**values: str) -> frozenset[tuple[str, str]]:
     return frozenset(values.items())
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def copy_home(source: Home, destination: Path) -> Home:

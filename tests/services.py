@@ -1,0 +1,141 @@
+"""Services the tests start themselves on free localhost ports: a throwaway PostgreSQL cluster.
+
+A missing service fails the test in CI (`CI=true`: the suite must run there) and skips it with the
+reason elsewhere (a developer machine without PostgreSQL's server binaries).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_USER = "driftmart"
+POSTGRES_DATABASE = "driftmart"
+
+
+def require_service(available: bool, message: str) -> None:
+    """Fail (in CI) or skip (elsewhere) with `message` unless `available`."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{message}, and CI=true: this test must run in CI")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def postgres_bindir() -> Path | None:
+    """Where `initdb` and `pg_ctl` are (`pg_config --bindir`), or None."""
+    pg_config = shutil.which("pg_config")
+    if pg_config is None:
+        return None
+    completed = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+    bindir = Path(completed.stdout.strip())
+    if completed.returncode != 0 or not (bindir / "initdb").exists() or not (bindir / "pg_ctl").exists():
+        return None
+    return bindir
+
+
+def _as_cluster_owner(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its binaries as the `postgres` user then."""
+    if os.geteuid() != 0:
+        return command
+    return ["runuser", "-u", "postgres", "--", *command]
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[dict[str, str]]:
+    """A fresh PostgreSQL cluster in a new temporary folder (one the `postgres` user can reach when
+    we are root, which pytest's 0700 tmp_path is not), listening on 127.0.0.1:<free port> with trust
+    authentication; yields the libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE).
+    The cluster is stopped (immediately) and its files removed on exit."""
+    bindir = postgres_bindir()
+    require_service(
+        bindir is not None,
+        "PostgreSQL server binaries not found (`pg_config --bindir` with initdb and pg_ctl; "
+        "Debian package postgresql)",
+    )
+    assert bindir is not None
+    if os.geteuid() == 0:
+        require_service(_has_user("postgres"), "running as root needs the `postgres` user to own the cluster")
+    directory = Path(tempfile.mkdtemp(prefix="driftmart-postgres-"))
+    data, sockets = directory / "data", directory / "sockets"
+    sockets.mkdir(exist_ok=True)
+    if os.geteuid() == 0:
+        owner = pwd.getpwnam("postgres")
+        for path in (directory, sockets):
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+    port = free_port()
+    subprocess.run(
+        _as_cluster_owner(
+            [str(bindir / "initdb"), "-D", str(data), "-U", POSTGRES_USER, "-A", "trust", "-E", "UTF8"]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
+    log = directory / "postgres.log"
+    started = subprocess.run(
+        _as_cluster_owner(
+            [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log), "-w", "start"]
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if started.returncode != 0:
+        raise RuntimeError(
+            f"pg_ctl start failed: {started.stderr}\n{log.read_text() if log.exists() else ''}"
+        )
+    environment = {
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(port),
+        "PGUSER": POSTGRES_USER,
+        "PGPASSWORD": "",
+        "PGDATABASE": POSTGRES_DATABASE,
+    }
+    try:
+        subprocess.run(
+            [
+                str(bindir / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                POSTGRES_USER,
+                POSTGRES_DATABASE,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        yield environment
+    finally:
+        subprocess.run(
+            _as_cluster_owner([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
