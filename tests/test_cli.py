@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,9 +16,13 @@ from tests.conftest import DRIFT_PLAN, REPO, parse_grids
 DRIFTMART = str(Path(sys.executable).with_name("driftmart"))
 
 
-def driftmart(*args: str, home=None, timeout: float = 300) -> subprocess.CompletedProcess:
+def driftmart(*args: str, home=None, timeout: float = 300, env=None) -> subprocess.CompletedProcess:
+    """The real console script in a subprocess; `env` adds to (or overrides) this process's environment."""
     command = [DRIFTMART, *(["--home", str(home.root)] if home is not None else []), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    environment = {**os.environ, **env} if env else None
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, check=False, env=environment
+    )
 
 
 def test_train_registers_versions_and_mirrors_them_in_the_warehouse(home):
