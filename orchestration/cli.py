@@ -88,7 +88,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ml.serving.app import create_app
     from ml.spec import load_spec
 
-    app = create_app(_home(args).ensure(), load_spec(args.spec))
+    limits = {name: getattr(args, name) for name in ("max_body_bytes", "max_batch") if getattr(args, name)}
+    app = create_app(_home(args).ensure(), load_spec(args.spec), **limits)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return EXIT_OK
 
@@ -286,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--spec")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        help="larger request bodies are refused with 413 (default: 1 MiB)",
+    )
+    serve.add_argument("--max-batch", type=int, help="most rows per /predict/batch (default: 1000)")
     serve.set_defaults(handler=cmd_serve)
 
     run = commands.add_parser("run", help="one batch pass: ingest, dbt build, checks (exit 1 on drift)")

@@ -1,8 +1,15 @@
 """The model API (DESIGN.md §3.1b). It never opens the warehouse: every answered prediction is
 appended to the landing zone and fsynced before the answer is sent, so a 200 means "on disk".
+
+Hostile input is a 4xx with a JSON `{"error": …}` naming what was wrong, never a 5xx: bodies over
+`max_body_bytes` are refused whether they declare a Content-Length or stream in chunks, and with
+`DRIFTMART_API_TOKEN` set the writing endpoints want `Authorization: Bearer <token>` (checked before
+the body is read; the token is never logged).
 """
 
+import hmac
 import logging
+import os
 import threading
 import time
 import uuid
@@ -18,11 +25,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sklearn.pipeline import Pipeline
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ml import registry
 from ml.serving.schemas import (
+    ErrorBody,
     Feedback,
     FeedbackAccepted,
     ModelInfo,
@@ -38,6 +48,50 @@ logger = logging.getLogger("driftmart.serving")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_BATCH = 1000
 CHAMPION_CHECK_SECONDS = 1.0
+TOKEN_ENV = "DRIFTMART_API_TOKEN"
+# What the token protects: everything that writes (the landing zone). /health, /model and /metrics
+# stay open for load balancers and Prometheus; the API has no admin endpoints (promote and rollback
+# are `driftmart` commands on the host).
+PROTECTED_PATHS = frozenset({"/predict", "/predict/batch", "/feedback"})
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body could not be read as UTF-8 JSON"},
+    401: {
+        "model": ErrorBody,
+        "description": "DRIFTMART_API_TOKEN is set and the bearer token is missing or wrong",
+    },
+    413: {"model": ErrorBody, "description": "The body or the batch is larger than the server's limit"},
+    422: {"model": ErrorBody, "description": "Invalid JSON or values; `fields` names each field"},
+}
+
+
+class BodyTooLargeError(StarletteHTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is larger than the limit of {limit} bytes")
+
+
+class StreamedBodyLimit:
+    """Refuses bodies over `max_body_bytes` as they arrive, so a chunked upload without a
+    Content-Length cannot make the server buffer more than the limit."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app, self.max_body_bytes = app, max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLargeError(self.max_body_bytes)
+            return message
+
+        await self.app(scope, limited_receive, send)
 
 
 class ServedModel:
@@ -96,9 +150,14 @@ def create_app(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_batch: int = DEFAULT_MAX_BATCH,
+    api_token: str | None = None,
 ) -> FastAPI:
-    """Build the API for the spec's model, serving the registry's champion from `home`."""
+    """Build the API for the spec's model, serving the registry's champion from `home`.
+
+    `api_token` (default: env DRIFTMART_API_TOKEN; empty means none) protects PROTECTED_PATHS.
+    """
     served = ServedModel(home, spec)
+    token = (api_token if api_token is not None else os.environ.get(TOKEN_ENV, "")).encode()
     request_model = prediction_request_model(spec)
     writers: dict[str, LandingWriter] = {}
     metrics = CollectorRegistry()
@@ -136,14 +195,26 @@ def create_app(
                 writer.close()
 
     app = FastAPI(title=f"driftmart model API: {spec.model}", lifespan=lifespan)
+    app.add_middleware(StreamedBodyLimit, max_body_bytes=max_body_bytes)
+
+    def authorized(request: Request) -> bool:
+        if not token or request.url.path not in PROTECTED_PATHS:
+            return True
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token)
 
     @app.middleware("http")
     async def limit_body_and_measure(request: Request, call_next: Any) -> Response:
         started = time.perf_counter()
         endpoint = request.url.path
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > max_body_bytes):
+        if not authorized(request):
             response: Response = _error_response(
+                401, "missing or wrong bearer token (header `Authorization: Bearer <DRIFTMART_API_TOKEN>`)"
+            )
+            response.headers["WWW-Authenticate"] = "Bearer"
+        elif declared is not None and (not declared.isdigit() or int(declared) > max_body_bytes):
+            response = _error_response(
                 413, f"request body is larger than the limit of {max_body_bytes} bytes"
             )
         else:
@@ -151,6 +222,13 @@ def create_app(
         requests_total.labels(endpoint, str(response.status_code)).inc()
         latency.labels(endpoint).observe(time.perf_counter() - started)
         return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        message = str(error.detail)
+        if error.status_code == 400 and message == "There was an error parsing the body":  # FastAPI's
+            message = "the request body could not be parsed: send UTF-8 JSON"
+        return JSONResponse(status_code=error.status_code, content={"error": message})
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -168,9 +246,7 @@ def create_app(
         records, answers = [], []
         for row, index, probability in zip(rows, chosen, probabilities[:, 1], strict=True):
             request_id = getattr(row, spec.id) or uuid.uuid4().hex
-            scored_at = getattr(row, spec.timestamp) or now
-            if scored_at.tzinfo is not None:
-                scored_at = scored_at.astimezone(UTC).replace(tzinfo=None)
+            scored_at = getattr(row, spec.timestamp) or now  # naive UTC (schemas.Timestamp)
             prediction = classes[index].item() if isinstance(classes[index], np.generic) else classes[index]
             records.append(
                 {
@@ -197,12 +273,19 @@ def create_app(
         predictions_total.inc(len(records))
         return answers
 
-    @app.post("/predict", response_model=Prediction)
+    @app.post("/predict", response_model=Prediction, responses=ERROR_RESPONSES)
     def predict(payload: Annotated[request_model, Body()]) -> Prediction:  # type: ignore[valid-type]
         return _predict_rows([payload])[0]
 
-    @app.post("/predict/batch", response_model=list[Prediction])
-    def predict_batch(payload: Annotated[list[request_model], Body()]) -> Any:  # type: ignore[valid-type]
+    @app.post("/predict/batch", response_model=list[Prediction], responses=ERROR_RESPONSES)
+    def predict_batch(
+        # The limits are documented in the OpenAPI schema and checked below: an empty batch is a 422,
+        # one over the limit a 413 (too large), not a validation error.
+        payload: Annotated[
+            list[request_model],  # type: ignore[valid-type]
+            Body(json_schema_extra={"minItems": 1, "maxItems": max_batch}),
+        ],
+    ) -> Any:
         if not payload:
             return _error_response(
                 422,
@@ -215,8 +298,10 @@ def create_app(
             )
         return _predict_rows(payload)
 
-    @app.post("/feedback", response_model=FeedbackAccepted)
-    def feedback(payload: Annotated[Feedback | list[Feedback], Body()]) -> Any:
+    @app.post("/feedback", response_model=FeedbackAccepted, responses=ERROR_RESPONSES)
+    def feedback(
+        payload: Annotated[Feedback | Annotated[list[Feedback], Field(min_length=1)], Body()],
+    ) -> Any:
         items = payload if isinstance(payload, list) else [payload]
         if not items:
             return _error_response(
@@ -249,7 +334,13 @@ def create_app(
         _, version = served.current()
         return {"status": "ok", "model": spec.model, "model_version": version.model_version}
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {"description": "Prometheus exposition format", "content": {CONTENT_TYPE_LATEST: {}}}
+        },
+    )
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 

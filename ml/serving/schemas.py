@@ -8,16 +8,29 @@ feature name is an error naming the field instead of a silently missing value.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, create_model
 
 from ml.spec import ModelSpec
 
 RequestId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 NumericValue = Annotated[float | None, Field(strict=True, allow_inf_nan=False)]
 CategoricalValue = Annotated[StrictStr | None, Field(max_length=256)]
+
+
+def _utc_naive(value: datetime) -> datetime:
+    """Timestamps are stored as UTC without a zone (DESIGN.md §3.3): convert an aware one."""
+    if value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueError("timestamp is out of range once converted to UTC") from None
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc_naive)]
 
 
 class _Strict(BaseModel):
@@ -29,7 +42,7 @@ def prediction_request_model(spec: ModelSpec) -> type[BaseModel]:
     fields: dict[str, Any] = {
         spec.id: (RequestId | None, None),
         # For replaying or backfilling scored traffic; the server's clock otherwise.
-        spec.timestamp: (datetime | None, None),
+        spec.timestamp: (Timestamp | None, None),
     }
     for name, kind in spec.features.items():
         fields[name] = (NumericValue if kind == "numeric" else CategoricalValue, ...)
@@ -46,6 +59,18 @@ class Prediction(BaseModel):
 class Feedback(_Strict):
     request_id: RequestId
     label: StrictInt | StrictStr
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx: what was wrong, and for validation errors which field (`0.car_value` in a batch)."""
+
+    error: str
+    fields: list[FieldError] | None = None
 
 
 class FeedbackAccepted(BaseModel):

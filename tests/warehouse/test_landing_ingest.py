@@ -160,3 +160,45 @@ def test_spec_and_registry_are_mirrored(trained_home, spec):
     assert features == list(spec.features.items())
     (count,) = query(trained_home, "select count(*) from raw.reference_rows")[0]
     assert count > 0
+
+
+def test_group_commit_returns_only_after_a_covering_sync_and_shares_syncs(tmp_path, monkeypatch):
+    """16 threads append at once through a slow disk: every append returns only after an fdatasync
+    that started after its own write, and the syncs are shared (fewer syncs than appends). Small
+    segments make the writer rotate in the middle of it; every line still lands exactly once."""
+    import threading
+    import time
+
+    real_fdatasync, events, guard = os.fdatasync, [], threading.Lock()
+
+    def slow_fdatasync(descriptor):
+        with guard:
+            events.append(("sync-start", time.monotonic()))
+        time.sleep(0.005)
+        real_fdatasync(descriptor)
+
+    monkeypatch.setattr(os, "fdatasync", slow_fdatasync)
+    writer = LandingWriter(tmp_path, "inference", max_segment_bytes=4096)
+    returned_after_sync = []
+
+    def client(number):
+        for index in range(20):
+            written_at = time.monotonic()
+            writer.append([{"request_id": f"{number}-{index}", "padding": "x" * 40}])
+            with guard:
+                returned_after_sync.append(
+                    any(kind == "sync-start" and at >= written_at for kind, at in events)
+                )
+
+    threads = [threading.Thread(target=client, args=(number,)) for number in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.close()
+    assert all(returned_after_sync)
+    assert writer.syncs < 16 * 20 / 2, f"{writer.syncs} syncs for {16 * 20} appends: commits not grouped"
+    segments = list_segments(tmp_path, "inference")
+    assert len(segments) > 1
+    ids = [json.loads(line)["request_id"] for path in segments for line in path.read_text().splitlines()]
+    assert sorted(ids) == sorted(f"{n}-{i}" for n in range(16) for i in range(20))
