@@ -96,11 +96,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ml.spec import load_spec
-    from orchestration.pipeline import drift_report, read_watermark, run_pipeline, write_watermark
-    from orchestration.report import drift_summary
+    from warehouse.connection import run_lock
 
     spec = load_spec(args.spec)
     home = _home(args).ensure()
+    with run_lock(home, on_wait=lambda holder: _say_waiting(home, holder)):
+        return _run_once(args, spec, home)
+
+
+def _say_waiting(home, holder: str) -> None:
+    print(
+        f"driftmart: another `driftmart run` ({holder}) is working on {home.root}; waiting for it to finish",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _run_once(args: argparse.Namespace, spec, home) -> int:
+    from orchestration.pipeline import drift_report, read_watermark, run_pipeline, write_watermark
+    from orchestration.report import drift_summary
+
     since = read_watermark(home, spec)
     outcome = run_pipeline(home, args.spec)
     if not outcome.success:

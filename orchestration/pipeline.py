@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,6 +33,36 @@ class PipelineOutcome:
         return f"run {self.run_id} failed at {', '.join(self.failed_steps)}"
 
 
+PID_TAG, HOST_TAG = "driftmart/pid", "driftmart/host"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def release_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the in-process runs whose process died (kill -9, power loss) and free their
+    concurrency slots: a dead run would otherwise hold the warehouse writer pool's only slot, and
+    every later run would wait for it forever. Only runs started here by `run_pipeline` (they carry
+    the pid and host tags) whose process is gone are touched. Returns their run ids."""
+    released = []
+    in_progress = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])
+    for run in instance.get_runs(filters=in_progress):
+        pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+        if pid is None or host != socket.gethostname() or _process_alive(int(pid)):
+            continue
+        instance.report_run_failed(run, message=f"driftmart: the process running it (pid {pid}) is gone")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        released.append(run.run_id)
+    return released
+
+
 def run_pipeline(
     home: Home,
     spec_path: str | None = None,
@@ -52,7 +83,10 @@ def run_pipeline(
     from orchestration.definitions import PIPELINE_JOB, build_definitions
     from orchestration.instance import instance_for
     from orchestration.partitions import current_partition_key
+    from warehouse.targets import resolve_target
 
+    # An unreachable engine (DRIFTMART_TARGET) is one clear error before any step runs.
+    resolve_target().check_available(home)
     definitions = build_definitions(str(home.root), spec_path)
     job = definitions.resolve_job_def(job_name or PIPELINE_JOB)
     if partition_key is None and job.partitions_def is not None:
@@ -64,11 +98,13 @@ def run_pipeline(
         (home.dbt_logs / "last_run.log").open("w") as console,
         contextlib.redirect_stdout(console),
     ):
+        release_orphaned_runs(instance)
         result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
             partition_key=partition_key,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            tags={PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
         )
         failed_steps = [
             event.step_key or ""

@@ -30,6 +30,23 @@ def postgres_server():
 
 
 @pytest.fixture(scope="session")
+def parity_files(tmp_path_factory):
+    """The parity case's files (tests/crossdb/parity.py): a spec, a reference and two batches."""
+    from tests.crossdb.parity import write_parity_case
+
+    return write_parity_case(tmp_path_factory.mktemp("parity-case"))
+
+
+@pytest.fixture(scope="session")
+def duckdb_parity_home(tmp_path_factory, parity_files) -> Home:
+    """Both batches of the parity case imported and run on DuckDB: the reference every other target
+    and every interrupted-and-resumed run must equal."""
+    from tests.crossdb.parity import build_parity_case
+
+    return build_parity_case(parity_files, Home.resolve(tmp_path_factory.mktemp("parity-duckdb")), "duckdb")
+
+
+@pytest.fixture(scope="session")
 def spec() -> ModelSpec:
     return load_spec()
 

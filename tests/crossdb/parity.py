@@ -52,31 +52,40 @@ def write_parity_case(root: Path) -> Path:
     return root
 
 
+def import_batch(files: Path, home: Home, batch: int, env: dict[str, str] | None = None) -> None:
+    """`driftmart import` of the reference and one batch of logs and labels; fails on any error."""
+    imported = driftmart(
+        "import",
+        "--spec",
+        str(files / "spec.yaml"),
+        "--reference",
+        str(files / "reference.parquet"),
+        "--logs",
+        str(files / f"logs_{batch}.csv"),
+        "--labels",
+        str(files / f"labels_{batch}.csv"),
+        home=home,
+        env=env,
+    )
+    assert imported.returncode == 0, f"import batch {batch}:\n{imported.stdout}{imported.stderr}"
+
+
+def run_case(files: Path, home: Home, env: dict[str, str] | None = None) -> None:
+    """`driftmart run --no-retrain`; fails unless it exits 0 (no drift) or 1 (drift)."""
+    run = driftmart(
+        "run", "--spec", str(files / "spec.yaml"), "--no-retrain", home=home, env=env, timeout=900
+    )
+    assert run.returncode in (0, 1), f"run:\n{run.stdout}{run.stderr}"
+
+
 def build_parity_case(
     files: Path, home: Home, target: str, environment: dict[str, str] | None = None
 ) -> Home:
     """Import and run both batches with DRIFTMART_TARGET=`target`; fails on any error."""
     env = {"DRIFTMART_TARGET": target, **(environment or {})}
-    spec = str(files / "spec.yaml")
     for batch in (1, 2):
-        imported = driftmart(
-            "import",
-            "--spec",
-            spec,
-            "--reference",
-            str(files / "reference.parquet"),
-            "--logs",
-            str(files / f"logs_{batch}.csv"),
-            "--labels",
-            str(files / f"labels_{batch}.csv"),
-            home=home,
-            env=env,
-        )
-        assert imported.returncode == 0, (
-            f"import batch {batch} on {target}:\n{imported.stdout}{imported.stderr}"
-        )
-        run = driftmart("run", "--spec", spec, "--no-retrain", home=home, env=env, timeout=900)
-        assert run.returncode in (0, 1), f"run batch {batch} on {target}:\n{run.stdout}{run.stderr}"
+        import_batch(files, home, batch, env)
+        run_case(files, home, env)
     return home
 
 

@@ -196,3 +196,17 @@ def test_openapi_contract_holds_for_generated_requests(real_server, mode):
             case.call_and_validate()
 
         check()
+
+
+def test_the_token_is_never_logged(served, spec, valid_row, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    with TestClient(create_app(served, spec, api_token=TOKEN)) as client:
+        client.post("/predict", json=valid_row, headers={"authorization": f"Bearer {TOKEN}"})
+        client.post("/predict", json=valid_row, headers={"authorization": f"Bearer {TOKEN}x"})
+        client.get("/metrics")
+    assert caplog.records, "nothing was logged: the check would be vacuous"
+    assert TOKEN not in caplog.text
+    segments = list_segments(served.landing, "inference")
+    assert all(TOKEN not in path.read_text() for path in segments)
