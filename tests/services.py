@@ -58,11 +58,11 @@ def _as_cluster_owner(command: list[str]) -> list[str]:
 
 
 @contextmanager
-def throwaway_postgres() -> Iterator[dict[str, str]]:
+def throwaway_postgres(durable: bool = False) -> Iterator[dict[str, str]]:
     """A fresh PostgreSQL cluster in a new temporary folder (one the `postgres` user can reach when
     we are root, which pytest's 0700 tmp_path is not), listening on 127.0.0.1:<free port> with trust
     authentication; yields the libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE).
-    The cluster is stopped (immediately) and its files removed on exit."""
+    The cluster is stopped (immediately) and its files removed on exit. `durable` keeps fsync on."""
     bindir = postgres_bindir()
     require_service(
         bindir is not None,
@@ -87,7 +87,9 @@ def throwaway_postgres() -> Iterator[dict[str, str]]:
         check=True,
         capture_output=True,
     )
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
+    # Tests skip fsync (a throwaway cluster); benchmarks ask for a durable one, as in production.
+    fsync = "on" if durable else "off"
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=50"
     log = directory / "postgres.log"
     started = subprocess.run(
         _as_cluster_owner(

@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ml import registry
+from ml.serving.batching import Combiner
 from ml.serving.schemas import (
     ErrorBody,
     Feedback,
@@ -273,9 +274,12 @@ def create_app(
         predictions_total.inc(len(records))
         return answers
 
+    # Concurrent requests share one model call and one durable write (ml/serving/batching.py).
+    predictions: Combiner[BaseModel, Prediction] = Combiner(_predict_rows)
+
     @app.post("/predict", response_model=Prediction, responses=ERROR_RESPONSES)
     def predict(payload: Annotated[request_model, Body()]) -> Prediction:  # type: ignore[valid-type]
-        return _predict_rows([payload])[0]
+        return predictions.submit([payload])[0]
 
     @app.post("/predict/batch", response_model=list[Prediction], responses=ERROR_RESPONSES)
     def predict_batch(
@@ -296,7 +300,7 @@ def create_app(
             return _error_response(
                 413, f"batch of {len(payload)} rows is larger than the limit of {max_batch}"
             )
-        return _predict_rows(payload)
+        return predictions.submit(payload)
 
     @app.post("/feedback", response_model=FeedbackAccepted, responses=ERROR_RESPONSES)
     def feedback(
