@@ -1,11 +1,5 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['model_name', 'request_id'],
-        on_schema_change='fail',
-    )
-}}
+{#- incremental delete+insert on [model_name, request_id] (macros/cross_db/incremental_by_key_config.sql) #}
+{{ config(**incremental_by_key_config(['model_name', 'request_id'])) }}
 
 {#
     One row per logged prediction × monitored feature of its model, with the fixed window

@@ -135,18 +135,32 @@ numeric_quantiles as (
 
 ),
 
+quantile_indexes as (
+
+    {%- for i in range(1, n_bins) %}
+        {% if not loop.first %}union all{% endif %}
+        select {{ i }} as quantile_index
+    {%- endfor %}
+
+),
+
 numeric_cut_points as (
 
-    {#- one row per distinct cut point: `union` drops the duplicates #}
-    {%- for i in range(1, n_bins) %}
-        {% if not loop.first %}union{% endif %}
-        select
-            model_name,
-            reference_id,
-            feature_name,
-            quantile_{{ i }} as cut_point
-        from numeric_quantiles
-    {%- endfor %}
+    {#- one row per distinct cut point. One pass over numeric_quantiles rather than a union of
+        n - 1 selects: engines that inline CTEs (Spark) would otherwise plan the quantiles n - 1 times
+        at every use of the bins below. #}
+    select distinct
+        numeric_quantiles.model_name,
+        numeric_quantiles.reference_id,
+        numeric_quantiles.feature_name,
+        case quantile_indexes.quantile_index
+            {%- for i in range(1, n_bins) %}
+                when {{ i }} then numeric_quantiles.quantile_{{ i }}
+            {%- endfor %}
+        end as cut_point
+
+    from numeric_quantiles
+    cross join quantile_indexes
 
 ),
 
@@ -273,9 +287,9 @@ bins as (
         'numeric' as feature_type,
         bin_id,
         '['
-        || coalesce(cast(lower_bound as {{ dbt.type_string() }}), '-inf')
+        || coalesce({{ double_to_text('lower_bound') }}, '-inf')
         || ', '
-        || coalesce(cast(upper_bound as {{ dbt.type_string() }}), '+inf')
+        || coalesce({{ double_to_text('upper_bound') }}, '+inf')
         || ')' as bin_label,
         cast(null as {{ dbt.type_string() }}) as category,
         lower_bound,

@@ -1,11 +1,5 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['model_name', 'window_start'],
-        on_schema_change='fail',
-    )
-}}
+{#- incremental delete+insert on [model_name, window_start] (macros/cross_db/incremental_by_key_config.sql) #}
+{{ config(**incremental_by_key_config(['model_name', 'window_start'])) }}
 
 {#
     Evidently-compatible drift (DESIGN.md §5): per (model, feature, window) of the models whose spec
