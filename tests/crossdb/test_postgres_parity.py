@@ -168,9 +168,17 @@ def test_dbt_unit_tests_pass_on_postgres(postgres_parity, tmp_path):
 def test_unreachable_postgres_is_one_clear_line_and_exit_2(parity_files, tmp_path):
     home = Home.resolve(tmp_path / "home")
     port = str(free_port())  # nothing listens there
-    env = {"DRIFTMART_TARGET": "postgres", "PGHOST": "127.0.0.1", "PGPORT": port, "PGDATABASE": "nowhere"}
+    secret = "pg-password-never-printed"
+    env = {
+        "DRIFTMART_TARGET": "postgres",
+        "PGHOST": "127.0.0.1",
+        "PGPORT": port,
+        "PGDATABASE": "nowhere",
+        "PGPASSWORD": secret,
+    }
     run = driftmart("run", "--spec", str(parity_files / "spec.yaml"), home=home, env=env)
     assert run.returncode == 2
+    assert secret not in run.stdout + run.stderr
     assert run.stderr.startswith("driftmart: the postgres warehouse target is unreachable")
     assert f"PGHOST=127.0.0.1 PGPORT={port} PGDATABASE=nowhere" in run.stderr
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
