@@ -39,15 +39,19 @@ def free_port() -> int:
 
 
 def postgres_bindir() -> Path | None:
-    """Where `initdb` and `pg_ctl` are (`pg_config --bindir`), or None."""
+    """Where `initdb` and `pg_ctl` are: `pg_config --bindir`, else Debian's /usr/lib/postgresql/<v>/bin
+    (the server package does not ship pg_config), else None."""
+    candidates = []
     pg_config = shutil.which("pg_config")
-    if pg_config is None:
-        return None
-    completed = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
-    bindir = Path(completed.stdout.strip())
-    if completed.returncode != 0 or not (bindir / "initdb").exists() or not (bindir / "pg_ctl").exists():
-        return None
-    return bindir
+    if pg_config is not None:
+        completed = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        if completed.returncode == 0:
+            candidates.append(Path(completed.stdout.strip()))
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for bindir in candidates:
+        if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
+            return bindir
+    return None
 
 
 def _as_cluster_owner(command: list[str]) -> list[str]:
