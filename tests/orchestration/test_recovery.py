@@ -37,6 +37,10 @@ def copy_of(home: Home, destination: Path) -> Home:
     return Home.resolve(destination)
 
 
+def run_command(home: Home, files: Path) -> list[str]:
+    return [DRIFTMART, "--home", str(home.root), "run", "--spec", str(files / "spec.yaml"), "--no-retrain"]
+
+
 def session_processes(session_id: int) -> list[str]:
     """Command lines of the live processes in a session (the run and its dbt subprocess)."""
     found = []
@@ -65,15 +69,7 @@ def test_kill_during_dbt_build_keeps_the_last_good_copy_and_a_rerun_converges(
     status_before = read_status(home)
     marts_before = {table: read_mart(home, table) for table in PARITY_MARTS}
     run = subprocess.Popen(
-        [
-            DRIFTMART,
-            "--home",
-            str(home.root),
-            "run",
-            "--spec",
-            str(parity_files / "spec.yaml"),
-            "--no-retrain",
-        ],
+        run_command(home, parity_files),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -104,15 +100,7 @@ def test_two_runs_at_once_queue_and_reach_the_same_state(
     tmp_path, after_first_batch, parity_files, duckdb_parity_home
 ):
     home = copy_of(after_first_batch, tmp_path / "home")
-    command = [
-        DRIFTMART,
-        "--home",
-        str(home.root),
-        "run",
-        "--spec",
-        str(parity_files / "spec.yaml"),
-        "--no-retrain",
-    ]
+    command = run_command(home, parity_files)
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1)
     second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
