@@ -21,8 +21,9 @@ import uvicorn
 import yaml
 
 from ml.serving.app import create_app
-from tests.observability.conftest import DEPLOY, copy_home, free_port, labels, require_tool, scrape
+from tests.observability.conftest import DEPLOY, copy_home, labels, require_tool, scrape
 from tests.observability.test_grafana_dashboard import DASHBOARD, _panels
+from tests.services import free_port
 from warehouse.exporter import metrics_server
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,8 @@ from orchestration.definitions import RETRAIN_JOB, build_definitions
 from orchestration.instance import instance_for
 from orchestration.pipeline import run_pipeline
 from tests.conftest import DRIFT_PLAN
-from tests.test_cli import DRIFTMART, driftmart, free_port
+from tests.services import free_port
+from tests.test_cli import DRIFTMART, driftmart
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from tests.conftest import IN_CI
-from tests.test_cli import DRIFTMART, free_port
+from tests.services import free_port
+from tests.test_cli import DRIFTMART
 
 pytestmark = pytest.mark.slow
 ASSET_NODES = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"

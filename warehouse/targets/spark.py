@@ -10,7 +10,7 @@ method, dbt_project/profiles.yml), and the two sides meet through Parquet files 
   complete table, and a re-run after an interruption converges. Timestamps are written as Parquet
   TIMESTAMP with isAdjustedToUTC=true, which Spark reads as `timestamp` (the raw store's naive UTC
   timestamps read as instants in UTC); a naive Parquet timestamp would come back as `timestamp_ntz`.
-  dbt's on-run-start hook (macro `register_spark_raw_tables`) registers them as the external tables
+  dbt's on-run-start hook (macro `register_raw_sources`) registers them as the external tables
   `raw.<table>` that the sources name.
 - `warehouse/<schema>.db/<table>/`: the managed Parquet tables dbt builds. `copy_built_tables` reads
   those of the intermediate and mart schemas into the published DuckDB copy with DuckDB's Parquet
