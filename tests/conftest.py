@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,12 @@ from tests.services import IN_CI, throwaway_postgres
 from warehouse.home import Home
 
 __all__ = ["IN_CI"]
+
+# A suite started in the background by a shell without job control inherits SIGINT ignored, and so
+# would every server it starts (Python keeps an ignored SIGINT): restore it, so the servers the tests
+# start stop on Ctrl-C (SIGINT) as they do in a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -30,6 +31,21 @@ def require_service(available: bool, message: str) -> None:
     if IN_CI:
         pytest.fail(f"{message}, and CI=true: this test must run in CI")
     pytest.skip(message)
+
+
+def stop_process_group(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 30) -> None:
+    """Stop a server started with start_new_session=True and everything it started: `sig` to the
+    group, then SIGKILL if it is still there after `grace` seconds."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, sig)
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    except ProcessLookupError:
+        pass
 
 
 def free_port() -> int:

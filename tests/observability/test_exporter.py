@@ -4,7 +4,6 @@ lag, and a scrape that answers (`driftmart_up 0`) when there is nothing to read.
 from __future__ import annotations
 
 import json
-import os
 import re
 import select
 import signal
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 from tests.observability.conftest import copy_home, labels, parse_samples, scrape, scrape_text
+from tests.services import stop_process_group
 from warehouse.landing import LandingWriter, list_segments
 from warehouse.publish import read_status
 
@@ -346,6 +346,5 @@ def test_driftmart_metrics_serves_the_exporter_over_http(built_home):
         assert samples["driftmart_up"] == {frozenset(): 1.0}
         assert samples["driftmart_feature_drifted"][labels(model="car_loan", feature="car_value")] == 1.0
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=30)
+        stop_process_group(process, signal.SIGINT)  # Ctrl-C
     assert process.returncode == 130, process.stderr.read()

@@ -1,7 +1,5 @@
 """The retraining loop through the real Dagster definitions, registry and API."""
 
-import os
-import signal
 import subprocess
 import threading
 import time
@@ -20,7 +18,7 @@ from orchestration.definitions import RETRAIN_JOB, build_definitions
 from orchestration.instance import instance_for
 from orchestration.pipeline import run_pipeline
 from tests.conftest import DRIFT_PLAN
-from tests.services import free_port
+from tests.services import free_port, stop_process_group
 from tests.test_cli import DRIFTMART, driftmart
 
 pytestmark = pytest.mark.slow
@@ -171,8 +169,7 @@ def test_promotion_reaches_a_running_api_without_a_failed_request(trained_home, 
             thread.join(timeout=30)
     finally:
         stop.set()
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_process_group(server)
     assert statuses and set(statuses) == {200}, {code: statuses.count(code) for code in set(statuses)}
     assert versions[0] == 1 and versions[-1] == 2
     switch = versions.index(2)

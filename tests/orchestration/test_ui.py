@@ -1,8 +1,6 @@
 """`driftmart ui`: the real Dagster webserver on a home, read over GraphQL and in a real browser."""
 
-import os
 import shutil
-import signal
 import subprocess
 import time
 
@@ -10,18 +8,27 @@ import httpx
 import pytest
 
 from tests.conftest import IN_CI
-from tests.services import free_port
+from tests.services import free_port, stop_process_group
 from tests.test_cli import DRIFTMART
+from warehouse.home import Home
 
 pytestmark = pytest.mark.slow
 ASSET_NODES = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
 
 
 @pytest.fixture(scope="module")
-def ui(built_home):
+def ui_home(tmp_path_factory, built_home):
+    """A copy of the shared home: the UI's daemon runs the sensors, which may start runs that write."""
+    root = tmp_path_factory.mktemp("ui") / "home"
+    shutil.copytree(built_home.root, root)
+    return Home.resolve(root)
+
+
+@pytest.fixture(scope="module")
+def ui(ui_home):
     port = free_port()
     process = subprocess.Popen(
-        [DRIFTMART, "--home", str(built_home.root), "ui", "--port", str(port)],
+        [DRIFTMART, "--home", str(ui_home.root), "ui", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -39,11 +46,10 @@ def ui(built_home):
         assert nodes is not None, "the Dagster UI did not answer within 120 s"
         yield base, nodes
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        stop_process_group(process)
 
 
-def test_asset_graph_shows_raw_logs_to_the_champion(ui, built_home):
+def test_asset_graph_shows_raw_logs_to_the_champion(ui, ui_home):
     _, nodes = ui
     parents = {
         "/".join(n["assetKey"]["path"]): {"/".join(d["path"]) for d in n["dependencyKeys"]} for n in nodes
@@ -58,7 +64,7 @@ def test_asset_graph_shows_raw_logs_to_the_champion(ui, built_home):
     ]
     for parent, child in chain:
         assert parent in parents[child], (parent, child)
-    assert (built_home.dagster_home / "dagster.yaml").exists()
+    assert (ui_home.dagster_home / "dagster.yaml").exists()
 
 
 def test_runs_of_the_cli_are_in_the_ui(ui):

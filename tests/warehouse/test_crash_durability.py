@@ -17,7 +17,7 @@ import pytest
 
 from ml.datasets import generate
 from tests.conftest import traffic_records
-from tests.services import free_port
+from tests.services import free_port, stop_process_group
 from tests.test_cli import DRIFTMART
 from warehouse.connection import warehouse_writer
 from warehouse.ingest import ingest
@@ -115,8 +115,7 @@ def test_sigkill_under_load_loses_no_acknowledged_request(trained_home, spec):
         fresh = [f"c{n}-{499:05d}" for n in range(CLIENTS)]
         resend(base, {request_id: row_of[request_id] for request_id in retried + fresh})
     finally:
-        os.killpg(restarted.pid, signal.SIGTERM)
-        restarted.wait(timeout=30)
+        stop_process_group(restarted)
 
     with warehouse_writer(trained_home) as connection:
         result = ingest(connection, trained_home, spec)
