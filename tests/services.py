@@ -12,7 +12,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +33,34 @@ def require_service(available: bool, message: str) -> None:
     if IN_CI:
         pytest.fail(f"{message}, and CI=true: this test must run in CI")
     pytest.skip(message)
+
+
+DRIFTMART = str(Path(sys.executable).with_name("driftmart"))
+
+
+def start_api_server(home, timeout: float = 60) -> tuple[subprocess.Popen, str]:
+    """A real `driftmart serve` on a free port, in its own session; returns it and its base URL once
+    /health answers. Stop it with stop_process_group."""
+    import httpx
+
+    port = free_port()
+    process = subprocess.Popen(
+        [DRIFTMART, "--home", str(home.root), "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, process.stderr.read().decode()
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "driftmart serve did not come up"
+        time.sleep(0.1)
 
 
 def stop_process_group(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 30) -> None:

@@ -6,14 +6,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import DRIFT_PLAN, REPO, parse_grids
-
-DRIFTMART = str(Path(sys.executable).with_name("driftmart"))
+from tests.services import DRIFTMART
 
 
 def driftmart(*args: str, home=None, timeout: float = 300, env=None) -> subprocess.CompletedProcess:

@@ -1,6 +1,5 @@
 """The retraining loop through the real Dagster definitions, registry and API."""
 
-import subprocess
 import threading
 import time
 from datetime import timedelta
@@ -18,8 +17,8 @@ from orchestration.definitions import RETRAIN_JOB, build_definitions
 from orchestration.instance import instance_for
 from orchestration.pipeline import run_pipeline
 from tests.conftest import DRIFT_PLAN
-from tests.services import free_port, stop_process_group
-from tests.test_cli import DRIFTMART, driftmart
+from tests.services import start_api_server, stop_process_group
+from tests.test_cli import driftmart
 
 pytestmark = pytest.mark.slow
 
@@ -126,14 +125,7 @@ def test_a_worse_challenger_is_rejected_with_the_reason(built_home, home_copy):
 
 
 def test_promotion_reaches_a_running_api_without_a_failed_request(trained_home, spec):
-    port = free_port()
-    server = subprocess.Popen(
-        [DRIFTMART, "--home", str(trained_home.root), "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_api_server(trained_home)
     row = {name: (1.0 if kind == "numeric" else "salaried") for name, kind in spec.features.items()}
     statuses, versions, stop = [], [], threading.Event()
 
@@ -145,13 +137,6 @@ def test_promotion_reaches_a_running_api_without_a_failed_request(trained_home, 
                 versions.append(response.json().get("model_version"))
 
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
         threads = [threading.Thread(target=client_loop) for _ in range(4)]
         for thread in threads:
             thread.start()

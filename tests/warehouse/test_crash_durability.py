@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 
@@ -17,35 +16,13 @@ import pytest
 
 from ml.datasets import generate
 from tests.conftest import traffic_records
-from tests.services import free_port, stop_process_group
-from tests.test_cli import DRIFTMART
+from tests.services import start_api_server, stop_process_group
 from warehouse.connection import warehouse_writer
 from warehouse.ingest import ingest
 
 pytestmark = pytest.mark.slow
 
 CLIENTS = 8
-
-
-def start_server(home):
-    port = free_port()
-    process = subprocess.Popen(
-        [DRIFTMART, "--home", str(home.root), "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, process.stderr.read().decode()
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return process, base
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "driftmart serve did not come up"
-        time.sleep(0.1)
 
 
 class Client(threading.Thread):
@@ -83,7 +60,7 @@ def resend(base, rows_by_id):
 def test_sigkill_under_load_loses_no_acknowledged_request(trained_home, spec):
     rows = traffic_records(generate("no_drift", days=1, rows_per_day=4000, seed=5), spec.target)
     rows = [{key: value for key, value in row.items() if key != spec.timestamp} for row in rows]
-    server, base = start_server(trained_home)
+    server, base = start_api_server(trained_home)
     clients = [Client(n, base, rows[n * 500 : (n + 1) * 500]) for n in range(CLIENTS)]
     try:
         for client in clients:
@@ -107,7 +84,7 @@ def test_sigkill_under_load_loses_no_acknowledged_request(trained_home, spec):
     row_of = {
         f"c{n}-{i:05d}": row for n in range(CLIENTS) for i, row in enumerate(rows[n * 500 : (n + 1) * 500])
     }
-    restarted, base = start_server(trained_home)
+    restarted, base = start_api_server(trained_home)
     try:
         # Retries: the unanswered requests, plus the last 5 acknowledged ones of each client (a client
         # that lost the answer cannot tell), plus new traffic after the restart.
