@@ -28,7 +28,7 @@ import duckdb
 
 from warehouse.files import fsync_directory, fsync_file, write_atomic
 from warehouse.home import Home
-from warehouse.targets import resolve_target
+from warehouse.targets import quote_identifier, resolve_target, sql_string
 
 STATUS_FILE = "status.json"
 PARQUET_DIR = "parquet"
@@ -81,8 +81,10 @@ def _export_parquet(connection: duckdb.DuckDBPyConnection, directory: Path, tabl
         temporary = _temporary_beside(directory, ".parquet")
         written.append(temporary)
         schema, name = table.split(".")
-        target = str(temporary).replace("'", "''")
-        connection.execute(f'copy (select * from "{schema}"."{name}") to \'{target}\' (format parquet)')
+        connection.execute(
+            f"copy (select * from {quote_identifier(schema)}.{quote_identifier(name)}) "
+            f"to {sql_string(temporary)} (format parquet)"
+        )
         fsync_file(temporary)
     return written
 

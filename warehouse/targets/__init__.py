@@ -44,6 +44,29 @@ class TargetError(DriftmartError):
     """The warehouse target is unknown, not installed or unreachable."""
 
 
+def quote_identifier(identifier: str) -> str:
+    """A SQL identifier in double quotes (DuckDB and PostgreSQL)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def sql_string(text: object) -> str:
+    """A SQL string literal, e.g. of a file path for DuckDB's COPY or read_parquet."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def raw_store_columns(raw_store: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+    """(column name, DuckDB type) of raw.`table` in the raw store, in order, including the columns
+    later `alter table`s added; a clear error when the table is missing."""
+    columns = raw_store.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_schema = 'raw' and table_name = ? order by ordinal_position",
+        [table],
+    ).fetchall()
+    if not columns:
+        raise TargetError(f"raw.{table} is missing from the raw store: run `driftmart run` first")
+    return columns
+
+
 class Target:
     """DuckDB: dbt builds in the raw store itself, so there is nothing to copy either way."""
 

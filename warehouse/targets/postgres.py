@@ -24,7 +24,15 @@ from pathlib import Path
 import duckdb
 
 from warehouse.home import Home
-from warehouse.targets import BUILT_SCHEMAS, RAW_SOURCE_TABLES, Target, TargetError
+from warehouse.targets import (
+    BUILT_SCHEMAS,
+    RAW_SOURCE_TABLES,
+    Target,
+    TargetError,
+    quote_identifier,
+    raw_store_columns,
+    sql_string,
+)
 
 RAW_SCHEMA = "raw"
 # Tables whose rows only ever arrive or get replaced with a newer `loaded_at` (warehouse/ingest.py,
@@ -91,10 +99,6 @@ def _where(parameters: dict[str, str]) -> str:
     )
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 @contextmanager
 def _temporary_csv(home: Home) -> Iterator[Path]:
     """A scratch file inside the home (big syncs need room the system temp folder may not have)."""
@@ -159,7 +163,7 @@ class PostgresTarget(Target):
                     else:
                         copied[table] = _replace(cursor, raw_store, scratch, table, columns)
                     if copied[table]:
-                        cursor.execute(f"analyze {RAW_SCHEMA}.{_quote(table)}")
+                        cursor.execute(f"analyze {RAW_SCHEMA}.{quote_identifier(table)}")
         finally:
             connection.close()
         return copied
@@ -174,18 +178,19 @@ class PostgresTarget(Target):
                 # Floats as their shortest exact text (the default since PostgreSQL 12; be explicit).
                 cursor.execute("set local extra_float_digits = 1")
                 for schema, table, columns in _built_tables(cursor):
-                    name = f"{_quote(schema)}.{_quote(table)}"
-                    select = ", ".join(_quote(column.name) for column in columns)
+                    name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
+                    select = ", ".join(quote_identifier(column.name) for column in columns)
                     with scratch.open("w", encoding="utf-8", newline="") as rows:
                         cursor.copy_expert(
                             f"copy (select {select} from {name}) to stdout with (format csv)", rows
                         )
-                    definition = ", ".join(f"{_quote(column.name)} {column.type}" for column in columns)
-                    published.execute(f"create schema if not exists {_quote(schema)}")
+                    definition = ", ".join(
+                        f"{quote_identifier(column.name)} {column.type}" for column in columns
+                    )
+                    published.execute(f"create schema if not exists {quote_identifier(schema)}")
                     published.execute(f"create or replace table {name} ({definition})")
-                    path = str(scratch).replace("'", "''")
                     published.execute(
-                        f"copy {name} from '{path}' "
+                        f"copy {name} from {sql_string(scratch)} "
                         "(format csv, header false, auto_detect false, delim ',', quote '\"', escape '\"', "
                         "null '', allow_quoted_nulls false)"
                     )
@@ -199,14 +204,8 @@ def _raw_store_layout(raw_store: duckdb.DuckDBPyConnection, table: str) -> tuple
     """The raw-store table's columns (in order, with the columns later `alter table`s added) and key."""
     columns = [
         Column(name, POSTGRES_TYPES.get(data_type, "text"))
-        for name, data_type in raw_store.execute(
-            "select column_name, data_type from information_schema.columns "
-            "where table_schema = ? and table_name = ? order by ordinal_position",
-            [RAW_SCHEMA, table],
-        ).fetchall()
+        for name, data_type in raw_store_columns(raw_store, table)
     ]
-    if not columns:
-        raise TargetError(f"raw.{table} is missing from the raw store; run `driftmart run` to create it")
     keys = raw_store.execute(
         "select constraint_column_names from duckdb_constraints() "
         "where schema_name = ? and table_name = ? and constraint_type = 'PRIMARY KEY'",
@@ -217,10 +216,10 @@ def _raw_store_layout(raw_store: duckdb.DuckDBPyConnection, table: str) -> tuple
 
 def _ensure_table(cursor, table: str, columns: list[Column], key: list[str]) -> None:
     """Create the table like the raw store's, and add columns the raw store gained since."""
-    name = f"{RAW_SCHEMA}.{_quote(table)}"
-    definition = [f"{_quote(column.name)} {column.type}" for column in columns]
+    name = f"{RAW_SCHEMA}.{quote_identifier(table)}"
+    definition = [f"{quote_identifier(column.name)} {column.type}" for column in columns]
     if key:
-        definition.append(f"primary key ({', '.join(_quote(column) for column in key)})")
+        definition.append(f"primary key ({', '.join(quote_identifier(column) for column in key)})")
     cursor.execute(f"create table if not exists {name} ({', '.join(definition)})")
     cursor.execute(
         "select column_name from information_schema.columns where table_schema = %s and table_name = %s",
@@ -230,16 +229,15 @@ def _ensure_table(cursor, table: str, columns: list[Column], key: list[str]) -> 
     # Only for a column really missing: `alter table` locks out readers until the sync commits.
     for column in columns:
         if column.name not in present:
-            cursor.execute(f"alter table {name} add column {_quote(column.name)} {column.type}")
+            cursor.execute(f"alter table {name} add column {quote_identifier(column.name)} {column.type}")
 
 
 def _export(raw_store: duckdb.DuckDBPyConnection, scratch: Path, query: str, parameters: list) -> None:
-    path = str(scratch).replace("'", "''")
-    raw_store.execute(f"copy ({query}) to '{path}' (format csv, header false)", parameters)
+    raw_store.execute(f"copy ({query}) to {sql_string(scratch)} (format csv, header false)", parameters)
 
 
 def _copy_in(cursor, scratch: Path, table: str, columns: list[Column]) -> int:
-    names = ", ".join(_quote(column.name) for column in columns)
+    names = ", ".join(quote_identifier(column.name) for column in columns)
     with scratch.open("r", encoding="utf-8", newline="") as rows:
         cursor.copy_expert(f"copy {table} ({names}) from stdin with (format csv)", rows, COPY_BUFFER_BYTES)
     return cursor.rowcount
@@ -248,10 +246,10 @@ def _copy_in(cursor, scratch: Path, table: str, columns: list[Column]) -> int:
 def _replace(
     cursor, raw_store: duckdb.DuckDBPyConnection, scratch: Path, table: str, columns: list[Column]
 ) -> int:
-    names = ", ".join(_quote(column.name) for column in columns)
-    _export(raw_store, scratch, f"select {names} from {RAW_SCHEMA}.{_quote(table)}", [])
-    cursor.execute(f"delete from {RAW_SCHEMA}.{_quote(table)}")
-    return _copy_in(cursor, scratch, f"{RAW_SCHEMA}.{_quote(table)}", columns)
+    names = ", ".join(quote_identifier(column.name) for column in columns)
+    _export(raw_store, scratch, f"select {names} from {RAW_SCHEMA}.{quote_identifier(table)}", [])
+    cursor.execute(f"delete from {RAW_SCHEMA}.{quote_identifier(table)}")
+    return _copy_in(cursor, scratch, f"{RAW_SCHEMA}.{quote_identifier(table)}", columns)
 
 
 def _sync_incremental(
@@ -267,23 +265,21 @@ def _sync_incremental(
     `>` rather than `>=`: one ingest or import stamps all its rows with one `loaded_at` and the sync
     runs after it under the same writer lock, so rows at the newest stamp are already there, and `>=`
     would re-send the whole last batch (for one bulk import, every row) on every run."""
-    name = f"{RAW_SCHEMA}.{_quote(table)}"
-    names = ", ".join(_quote(column.name) for column in columns)
+    name = f"{RAW_SCHEMA}.{quote_identifier(table)}"
+    names = ", ".join(quote_identifier(column.name) for column in columns)
     cursor.execute(f"select max(loaded_at) from {name}")
     (newest,) = cursor.fetchone()
-    if newest is None:
-        cursor.execute(f"delete from {name}")  # rows without a stamp cannot exist; be safe
-        _export(raw_store, scratch, f"select {names} from {name}", [])
-        return _copy_in(cursor, scratch, name, columns)
+    if newest is None:  # empty (rows without a stamp cannot exist): copy it whole
+        return _replace(cursor, raw_store, scratch, table, columns)
     _export(raw_store, scratch, f"select {names} from {name} where loaded_at > ?", [newest])
     cursor.execute(f"create temporary table staged (like {name}) on commit drop")
     copied = _copy_in(cursor, scratch, "staged", columns)
     updates = ", ".join(
-        f"{_quote(column.name)} = excluded.{_quote(column.name)}"
+        f"{quote_identifier(column.name)} = excluded.{quote_identifier(column.name)}"
         for column in columns
         if column.name not in key
     )
-    conflict = ", ".join(_quote(column) for column in key)
+    conflict = ", ".join(quote_identifier(column) for column in key)
     cursor.execute(
         f"insert into {name} ({names}) select {names} from staged "
         f"on conflict ({conflict}) do update set {updates}"
@@ -292,9 +288,7 @@ def _sync_incremental(
     (expected,) = raw_store.execute(f"select count(*) from {name}").fetchone()
     cursor.execute(f"select count(*) from {name}")
     if cursor.fetchone()[0] != expected:
-        cursor.execute(f"delete from {name}")
-        _export(raw_store, scratch, f"select {names} from {name}", [])
-        return _copy_in(cursor, scratch, name, columns)
+        return _replace(cursor, raw_store, scratch, table, columns)
     return copied
 
 

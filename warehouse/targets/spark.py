@@ -34,7 +34,16 @@ import duckdb
 
 from warehouse.files import fsync_directory, fsync_file
 from warehouse.home import Home
-from warehouse.targets import BUILT_SCHEMAS, RAW_SOURCE_TABLES, TARGET_ENV, Target, TargetError
+from warehouse.targets import (
+    BUILT_SCHEMAS,
+    RAW_SOURCE_TABLES,
+    TARGET_ENV,
+    Target,
+    TargetError,
+    quote_identifier,
+    raw_store_columns,
+    sql_string,
+)
 
 RAW_SCHEMA = "raw"
 RAW_FILE = "data.parquet"
@@ -58,14 +67,6 @@ def raw_dir(home: Home) -> Path:
 def warehouse_dir(home: Home) -> Path:
     """Spark's `spark.sql.warehouse.dir` (dbt_project/profiles.yml): the managed tables."""
     return spark_dir(home) / "warehouse"
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def _literal(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def java_executable() -> str | None:
@@ -116,20 +117,14 @@ class SparkTarget(Target):
         atomically; returns the rows written per table."""
         written = {}
         for table in RAW_SOURCE_TABLES:
-            columns = raw_store.execute(
-                "select column_name, data_type from information_schema.columns "
-                "where table_schema = ? and table_name = ? order by ordinal_position",
-                [RAW_SCHEMA, table],
-            ).fetchall()
-            if not columns:
-                raise TargetError(f"raw.{table} is missing from the raw store: run `driftmart run` first")
-            name = f"{RAW_SCHEMA}.{_quote(table)}"
+            columns = raw_store_columns(raw_store, table)
+            name = f"{RAW_SCHEMA}.{quote_identifier(table)}"
             select = ", ".join(_export_column(column, data_type) for column, data_type in columns)
             directory = raw_dir(home) / table
             directory.mkdir(parents=True, exist_ok=True)
             temporary = directory / f".{RAW_FILE}.partial"
             raw_store.execute(
-                f"copy (select {select} from {name}) to {_literal(temporary)} "
+                f"copy (select {select} from {name}) to {sql_string(temporary)} "
                 "(format parquet, compression zstd)"
             )
             fsync_file(temporary)
@@ -144,8 +139,8 @@ class SparkTarget(Target):
         once ran in this home's raw store does not linger in them)."""
         copied = []
         for schema in BUILT_SCHEMAS:
-            published.execute(f"drop schema if exists {_quote(schema)} cascade")
-            published.execute(f"create schema {_quote(schema)}")
+            published.execute(f"drop schema if exists {quote_identifier(schema)} cascade")
+            published.execute(f"create schema {quote_identifier(schema)}")
             schema_dir = warehouse_dir(home) / f"{schema}.db"
             if not schema_dir.is_dir():
                 continue
@@ -156,8 +151,8 @@ class SparkTarget(Target):
                 if not files:
                     # Spark writes no file for an empty partitioned table: nothing to type it by.
                     continue
-                name = f"{_quote(schema)}.{_quote(table_dir.name)}"
-                paths = ", ".join(_literal(path) for path in files)
+                name = f"{quote_identifier(schema)}.{quote_identifier(table_dir.name)}"
+                paths = ", ".join(sql_string(path) for path in files)
                 reader = f"read_parquet([{paths}], hive_partitioning = true, union_by_name = true)"
                 columns = published.execute(f"describe select * from {reader}").fetchall()
                 select = ", ".join(_import_column(column[0], column[1]) for column in columns)
@@ -169,17 +164,17 @@ class SparkTarget(Target):
 def _export_column(name: str, data_type: str) -> str:
     """A raw-store column as it goes to Parquet for Spark: naive UTC timestamps as UTC instants."""
     if data_type == "TIMESTAMP":
-        return f"timezone('UTC', {_quote(name)}) as {_quote(name)}"
-    return _quote(name)
+        return f"timezone('UTC', {quote_identifier(name)}) as {quote_identifier(name)}"
+    return quote_identifier(name)
 
 
 def _import_column(name: str, data_type: str) -> str:
     """A column of Spark's files as the DuckDB target has it."""
     if data_type == SPARK_TIMESTAMP:
-        return f"timezone('UTC', {_quote(name)}) as {_quote(name)}"
+        return f"timezone('UTC', {quote_identifier(name)}) as {quote_identifier(name)}"
     if name in PARTITION_TYPES:
-        return f"cast({_quote(name)} as {PARTITION_TYPES[name]}) as {_quote(name)}"
-    return _quote(name)
+        return f"cast({quote_identifier(name)} as {PARTITION_TYPES[name]}) as {quote_identifier(name)}"
+    return quote_identifier(name)
 
 
 def _data_files(table_dir: Path) -> list[Path]:
