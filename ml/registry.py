@@ -64,6 +64,8 @@ class ModelVersion:
     history: list[dict[str, Any]] = field(default_factory=list)
     # The champion-vs-challenger comparison that decided this version's fate, if there was one.
     validation: dict[str, Any] = field(default_factory=dict)
+    # The class name of the final estimator (e.g. RandomForestClassifier); "" when imported.
+    estimator: str = ""
 
     @property
     def decided_at(self) -> str:

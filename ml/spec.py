@@ -1,8 +1,12 @@
-"""The monitoring spec: one YAML file per monitored model (DESIGN.md §3.2).
+"""The monitoring spec: one YAML file per monitored model.
 
 Every part of driftmart reads the spec through `load_spec`: the API builds its request schema from
-it, the ingest step writes it to the warehouse for dbt, training picks its columns from it. Names
-from the spec end up in SQL, so they are restricted to lowercase identifiers.
+it, the ingest step writes it to the warehouse for dbt, training picks its columns from it.
+
+Column names are the user's own, kept exactly: any non-empty text without control characters
+(mixed case, spaces, dots, quotes, non-ASCII). They reach SQL only as bound parameters, quoted
+identifiers or JSON keys, never spliced in as they are. The model name is an identifier: it names
+folders and appears in metric names.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from ml.errors import DriftmartError
 FeatureType = Literal["numeric", "categorical"]
 FEATURE_TYPES: tuple[str, ...] = ("numeric", "categorical")
 STATISTICS: tuple[str, ...] = ("reference_bins", "evidently")
-REQUIRED_KEYS: tuple[str, ...] = ("model", "timestamp", "id", "prediction", "target", "features")
+REQUIRED_KEYS: tuple[str, ...] = ("model", "timestamp", "id", "prediction", "features")
 OPTIONAL_KEYS: tuple[str, ...] = (
+    "target",
+    "task",
+    "segments",
     "prediction_proba",
     "positive_label",
     "window",
@@ -68,7 +75,11 @@ DEFAULT_DRIFT_METHODS = {
 # PSI over 10 bins has a small-sample bias of about 9/n: below ~100 rows a window is noise.
 DEFAULT_MIN_WINDOW_ROWS = 100
 REFERENCE_KINDS = ("model_version", "previous_window", "time_range")
+TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+MAX_COLUMN_NAME_LENGTH = 256
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+FIT_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 WINDOW = re.compile(r"^([1-9][0-9]*)([mhdw])$")
 WINDOW_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 DEFAULT_SPEC_PATH = Path(__file__).parent / "specs" / "car_loan.yaml"
@@ -104,7 +115,10 @@ class RetrainPolicy:
     signal), or when features drifted in `consecutive_warns` windows in a row (warnings). The
     challenger trains on the champion's reference plus the labelled rows since the drift began (at
     most `max_training_rows`); the newest `holdout_share` of them judge champion and challenger, and
-    the challenger wins only by at least `promotion_margin` on `metric`.
+    the challenger wins only by at least `promotion_margin` on `metric` (for an error metric such
+    as rmse: by being at least that much lower). `fit` ("package.module:function") names the user's
+    own training function, called as `fit(champion_estimator, X, y) -> fitted estimator`; without
+    it the challenger is `sklearn.base.clone(champion)` refit on the same rows.
     """
 
     consecutive_warns: int = 2
@@ -113,9 +127,23 @@ class RetrainPolicy:
     holdout_share: float = 0.3
     metric: str = "roc_auc"
     promotion_margin: float = 0.0
+    fit: str | None = None
 
 
-RETRAIN_METRICS = ("roc_auc", "accuracy", "f1")
+# Metrics a challenger can be judged on, per task; the first is the default.
+RETRAIN_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("roc_auc", "accuracy", "f1"),
+    "multiclass": ("macro_f1", "accuracy", "weighted_f1", "roc_auc"),
+    "regression": ("rmse", "mae", "r2"),
+}
+# Error metrics: lower is better.
+LOWER_IS_BETTER: frozenset[str] = frozenset({"rmse", "mae", "mape"})
+# The realized metrics of marts.fct_model_performance, per task.
+PERFORMANCE_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("accuracy", "precision", "recall", "f1", "roc_auc"),
+    "multiclass": ("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "roc_auc"),
+    "regression": ("mae", "rmse", "mape", "r2"),
+}
 
 
 @dataclass(frozen=True)
@@ -124,9 +152,13 @@ class ModelSpec:
     timestamp: str
     id: str
     prediction: str
-    target: str
     features: dict[str, FeatureType]
+    target: str | None = None
+    task: str = "binary"
+    # binary: the positive class's probability column; multiclass: class_probabilities instead.
     prediction_proba: str | None = None
+    # multiclass only: {class label as text: probability column}, in the spec's order.
+    class_probabilities: dict[str, str] = field(default_factory=dict)
     positive_label: str = "1"
     window: str = "1d"
     min_window_rows: int = DEFAULT_MIN_WINDOW_ROWS
@@ -135,7 +167,23 @@ class ModelSpec:
     thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     monitors: dict[str, FeatureMonitor] = field(default_factory=dict)
     retrain: RetrainPolicy = field(default_factory=RetrainPolicy)
+    segments: tuple[str, ...] = ()
     source: str = "<memory>"
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.task != "regression"
+
+    @property
+    def probability_columns(self) -> list[str]:
+        """Every probability column the spec names (binary: one; multiclass: one per class)."""
+        if self.class_probabilities:
+            return list(self.class_probabilities.values())
+        return [self.prediction_proba] if self.prediction_proba else []
+
+    @property
+    def performance_metrics(self) -> tuple[str, ...]:
+        return PERFORMANCE_METRICS[self.task]
 
     @property
     def window_seconds(self) -> int:
@@ -160,8 +208,11 @@ class ModelSpec:
             "id": self.id,
             "prediction": self.prediction,
             "prediction_proba": self.prediction_proba,
+            "class_probabilities": dict(self.class_probabilities),
             "positive_label": self.positive_label,
             "target": self.target,
+            "task": self.task,
+            "segments": list(self.segments),
             "features": {
                 name: {"type": kind, **asdict(self.monitors[name])} for name, kind in self.features.items()
             },
@@ -199,6 +250,20 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) 
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _column_name(value: Any, where: str) -> str:
+    """A column name as the user's data has it: any non-empty text, kept exactly."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise SpecError(f"{where}: {value!r} is not a column name (expected text)")
+    name = str(value)  # YAML reads `2024: numeric` as an int key; the column is still named "2024"
+    if not name.strip():
+        raise SpecError(f"{where}: a column name cannot be empty or blank")
+    if CONTROL_CHARACTERS.search(name):
+        raise SpecError(f"{where}: {name!r} contains a control character (tab, newline …)")
+    if len(name) > MAX_COLUMN_NAME_LENGTH:
+        raise SpecError(f"{where}: {name[:40]!r}… is longer than {MAX_COLUMN_NAME_LENGTH} characters")
+    return name
 
 
 def _identifier(value: Any, where: str) -> str:
@@ -256,9 +321,10 @@ def _reference(raw: Any, source: str) -> Reference:
     )
 
 
-def _retrain(raw: Any, source: str) -> RetrainPolicy:
+def _retrain(raw: Any, source: str, task: str) -> RetrainPolicy:
+    metrics = RETRAIN_METRICS[task]
     if raw is None:
-        return RetrainPolicy()
+        return RetrainPolicy(metric=metrics[0])
     where = f"{source}: retrain"
     if not isinstance(raw, dict):
         raise SpecError(f"{where}: expected a mapping")
@@ -266,7 +332,7 @@ def _retrain(raw: Any, source: str) -> RetrainPolicy:
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise SpecError(f"{where}: unknown key(s): {', '.join(unknown)} (known: {', '.join(known)})")
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"metric": metrics[0]}
     for key in ("consecutive_warns", "min_labelled_rows", "max_training_rows"):
         if key in raw:
             if isinstance(raw[key], bool) or not isinstance(raw[key], int) or raw[key] < 1:
@@ -278,17 +344,63 @@ def _retrain(raw: Any, source: str) -> RetrainPolicy:
             raise SpecError(f"{where}.holdout_share must be between 0 and 1, got {share!r}")
         values["holdout_share"] = float(share)
     if "metric" in raw:
-        if raw["metric"] not in RETRAIN_METRICS:
+        if raw["metric"] not in metrics:
             raise SpecError(
-                f"{where}.metric must be one of {', '.join(RETRAIN_METRICS)}, got {raw['metric']!r}"
+                f"{where}.metric must be one of {', '.join(metrics)} for a {task} model, "
+                f"got {raw['metric']!r}"
             )
         values["metric"] = raw["metric"]
+    if "fit" in raw:
+        if not isinstance(raw["fit"], str) or not FIT_FUNCTION.match(raw["fit"]):
+            raise SpecError(
+                f"{where}.fit must name a function as 'package.module:function', got {raw['fit']!r}"
+            )
+        values["fit"] = raw["fit"]
     if "promotion_margin" in raw:
         margin = raw["promotion_margin"]
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
             raise SpecError(f"{where}.promotion_margin must be a number in [0, 1), got {margin!r}")
         values["promotion_margin"] = float(margin)
     return RetrainPolicy(**values)
+
+
+def _probability_columns(raw: Any, task: str, source: str) -> tuple[str | None, dict[str, str]]:
+    """binary: one column (the positive class's probability); multiclass: {class: column}."""
+    where = f"{source}: key 'prediction_proba'"
+    if raw is None:
+        return None, {}
+    if task == "regression":
+        raise SpecError(f"{where}: a regression model has no probabilities")
+    if task == "binary":
+        if isinstance(raw, dict):
+            raise SpecError(f"{where}: a binary model names one column (the positive class's probability)")
+        return _column_name(raw, where), {}
+    if not isinstance(raw, dict) or len(raw) < 2:
+        raise SpecError(f"{where}: a multiclass model maps each class to its column, {{class: column, ...}}")
+    mapping: dict[str, str] = {}
+    for label, column in raw.items():
+        if isinstance(label, bool) or not isinstance(label, (str, int, float)) or str(label) == "":
+            raise SpecError(f"{where}: {label!r} is not a class label")
+        mapping[label_key(label)] = _column_name(column, f"{where}.{label}")
+    return None, mapping
+
+
+def label_key(label: Any) -> str:
+    """A class label as text, the way predictions and labels are stored (1, 1.0, "1" → "1")."""
+    if isinstance(label, float) and label.is_integer():
+        return str(int(label))
+    return str(label)
+
+
+def _segments(raw: Any, source: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise SpecError(f"{source}: key 'segments' must be a list of log columns")
+    names = tuple(_column_name(name, f"{source}: segments") for name in raw)
+    if len(set(names)) != len(names):
+        raise SpecError(f"{source}: segments: a column is named twice")
+    return names
 
 
 def parse_spec(raw: Any, source: str = "<memory>") -> ModelSpec:
@@ -302,17 +414,24 @@ def parse_spec(raw: Any, source: str = "<memory>") -> ModelSpec:
     if unknown:
         raise SpecError(f"{source}: unknown key(s): {', '.join(map(str, unknown))}")
 
+    model = _identifier(raw["model"], f"{source}: key 'model'")
+    task = raw.get("task", "binary")
+    if task not in TASKS:
+        raise SpecError(f"{source}: key 'task': {task!r} is not one of {', '.join(TASKS)}")
     columns = {
-        key: _identifier(raw[key], f"{source}: key '{key}'")
-        for key in ("model", "timestamp", "id", "prediction", "target")
+        key: _column_name(raw[key], f"{source}: key '{key}'") for key in ("timestamp", "id", "prediction")
     }
-    proba = raw.get("prediction_proba")
-    if proba is not None:
-        proba = _identifier(proba, f"{source}: key 'prediction_proba'")
-    reserved = {value for key, value in columns.items() if key != "model"} | {proba, "model_version"}
-    named = [columns[key] for key in ("timestamp", "id", "prediction", "target")] + [proba] * bool(proba)
+    target = _column_name(raw["target"], f"{source}: key 'target'") if raw.get("target") is not None else None
+    proba, class_probabilities = _probability_columns(raw.get("prediction_proba"), task, source)
+    named = [*columns.values(), *([target] if target else []), *([proba] if proba else [])]
+    named += list(class_probabilities.values())
     if len(set(named)) != len(named):
-        raise SpecError(f"{source}: timestamp, id, prediction, prediction_proba and target must differ")
+        raise SpecError(
+            f"{source}: timestamp, id, prediction, prediction_proba and target must name different columns"
+        )
+    reserved = set(named) | {"model_version"}
+    if "positive_label" in raw and task != "binary":
+        raise SpecError(f"{source}: key 'positive_label' applies to binary models only (task: {task})")
 
     window = str(raw.get("window", "1d"))
     if not WINDOW.match(window):
@@ -351,11 +470,13 @@ def parse_spec(raw: Any, source: str = "<memory>") -> ModelSpec:
         raise SpecError(f"{source}: 'features' must be a non-empty mapping of name: numeric|categorical")
     features: dict[str, FeatureType] = {}
     monitors: dict[str, FeatureMonitor] = {}
-    for name, declaration in features_raw.items():
-        _identifier(name, f"{source}: feature")
-        where = f"{source}: feature '{name}'"
+    for raw_name, declaration in features_raw.items():
+        name = _column_name(raw_name, f"{source}: feature")
+        where = f"{source}: feature {name!r}"
         if name in reserved:
-            raise SpecError(f"{where} has the name of a reserved column")
+            raise SpecError(f"{where} has the name of a reserved column (id, timestamp, prediction …)")
+        if name in features:
+            raise SpecError(f"{where} is declared twice")
         options: dict[str, Any] = {}
         if isinstance(declaration, dict):
             options = dict(declaration)
@@ -384,10 +505,16 @@ def parse_spec(raw: Any, source: str = "<memory>") -> ModelSpec:
     if not isinstance(positive_label, (str, int)):
         raise SpecError(f"{source}: key 'positive_label' must be a string or an integer")
 
+    segments = _segments(raw.get("segments"), source)
+
     return ModelSpec(
+        model=model,
         **columns,
         features=features,
+        target=target,
+        task=task,
         prediction_proba=proba,
+        class_probabilities=class_probabilities,
         positive_label=str(positive_label),
         window=window,
         min_window_rows=min_rows,
@@ -395,7 +522,8 @@ def parse_spec(raw: Any, source: str = "<memory>") -> ModelSpec:
         statistics=statistics,
         thresholds=thresholds,
         monitors=monitors,
-        retrain=_retrain(raw.get("retrain"), source),
+        retrain=_retrain(raw.get("retrain"), source, task),
+        segments=segments,
         source=source,
     )
 

@@ -248,9 +248,10 @@ def _insert_logs(
     connection.register("import_logs", logs)
     connection.execute(
         f"""
-        insert or ignore into raw.inference_log
-        select ?, request_id, ?, {json_object_sql(spec.features, "feature__")}, prediction, probability,
-               scored_at, null, ?, ?
+        insert or ignore into raw.inference_log by name
+        select ? as model_name, request_id, ? as model_version,
+               {json_object_sql(spec.features, "feature__")} as features, prediction, probability,
+               scored_at, ? as loaded_at, ? as source
         from import_logs
         """,
         [spec.model, version, utc_now(), source],

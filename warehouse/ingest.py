@@ -26,6 +26,7 @@ from ml.spec import ModelSpec
 from warehouse.connection import warehouse_writer
 from warehouse.home import Home
 from warehouse.landing import STREAMS, list_segments, read_segment
+from warehouse.targets import quote_identifier, sql_string
 
 
 @dataclass
@@ -118,6 +119,18 @@ def features_json(features: dict[str, Any], feature_types: dict[str, str]) -> st
     return json.dumps({name: features[name] for name in feature_types}, separators=(",", ":"))
 
 
+def probabilities_json(probabilities: Any) -> str | None:
+    """A multiclass prediction's {class: probability} as canonical JSON (classes as label text)."""
+    if probabilities is None:
+        return None
+    if not isinstance(probabilities, dict) or not probabilities:
+        raise LineError(f"probabilities: expected an object of class: number, got {probabilities!r}")
+    checked = {}
+    for label, value in probabilities.items():
+        checked[label_text(label)] = _number_or_none(value, f"probabilities[{label!r}]")
+    return json.dumps(checked, separators=(",", ":"), sort_keys=True)
+
+
 def parse_inference_line(line: bytes, specs: dict[str, dict[str, str]]) -> dict[str, Any]:
     record = _json_object(line)
     model_name = _text(record, "model")
@@ -133,6 +146,7 @@ def parse_inference_line(line: bytes, specs: dict[str, dict[str, str]]) -> dict[
         "features": features_json(record.get("features"), specs[model_name]),
         "prediction": label_text(record.get("prediction")),
         "probability": _number_or_none(record.get("probability"), "probability"),
+        "probabilities": probabilities_json(record.get("probabilities")),
         "scored_at": parse_timestamp(record.get("scored_at"), "scored_at"),
         "received_at": parse_timestamp(record.get("received_at"), "received_at")
         if record.get("received_at") is not None
@@ -174,7 +188,12 @@ PARSERS = {"inference": parse_inference_line, "feedback": parse_feedback_line}
 def sync_spec(connection: duckdb.DuckDBPyConnection, spec: ModelSpec, loaded_at: datetime) -> None:
     """Mirror the spec into raw.monitored_models / raw.model_features, which dbt reads."""
     connection.execute(
-        "insert or replace into raw.monitored_models values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        """
+        insert or replace into raw.monitored_models (
+            model_name, window_seconds, min_window_rows, reference_kind, reference_start_at,
+            reference_end_at, statistics, dataset_drift_share, positive_label, spec, loaded_at, task
+        ) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
         [
             spec.model,
             spec.window_seconds,
@@ -187,6 +206,7 @@ def sync_spec(connection: duckdb.DuckDBPyConnection, spec: ModelSpec, loaded_at:
             spec.positive_label,
             json.dumps(spec.to_dict()),
             loaded_at,
+            spec.task,
         ],
     )
     connection.execute("delete from raw.model_features where model_name = ?", [spec.model])
@@ -225,8 +245,8 @@ def sync_registry(
             insert or replace into raw.model_registry (
                 model_name, model_version, created_at, trigger, status, artifact_sha256, metrics,
                 spec_fingerprint, n_training_rows, n_reference_rows, loaded_at, validation,
-                decision_reason, decided_at, history
-            ) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                decision_reason, decided_at, history, estimator
+            ) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 version.model_name,
@@ -244,6 +264,7 @@ def sync_registry(
                 version.reason or None,
                 datetime.fromisoformat(version.decided_at),
                 json.dumps(version.history),
+                version.estimator or None,
             ],
         )
         if version.model_version in loaded_versions:
@@ -262,10 +283,17 @@ def mirror_model(home: Home, spec: ModelSpec) -> None:
         sync_registry(connection, home, spec, loaded_at)
 
 
-def json_object_sql(features: Iterable[str], column_prefix: str = "") -> str:
-    """DuckDB builds the features JSON (fast for millions of rows; NaN/None become JSON null).
-    Feature names are validated identifiers (ml/spec.py), so they are safe to quote here."""
-    pairs = ", ".join(f"'{name}', \"{column_prefix}{name}\"" for name in features)
+def json_object_sql(
+    keys: Iterable[str], column_prefix: str = "", columns: Iterable[str] | None = None
+) -> str:
+    """DuckDB builds a JSON object (fast for millions of rows; NaN/None become JSON null): each key
+    from the column `column_prefix + key` (or the matching name of `columns`). Keys and columns
+    are the user's own names, so both are quoted: a name can hold quotes, backslashes or SQL."""
+    keys = list(keys)
+    names = list(columns) if columns is not None else [column_prefix + key for key in keys]
+    pairs = ", ".join(
+        f"{sql_string(key)}, {quote_identifier(name)}" for key, name in zip(keys, names, strict=True)
+    )
     return f"json_object({pairs})"
 
 
@@ -281,14 +309,27 @@ def _insert_reference_rows(
     batch["row_number"] = np.arange(len(reference), dtype=np.int32)
     batch["prediction"] = reference[spec.prediction].map(label_text) if spec.prediction in reference else None
     batch["probability"] = reference[proba_column].astype(float) if proba_column in reference else np.nan
-    batch["label"] = reference[spec.target].map(label_text) if spec.target in reference else None
+    batch["label"] = (
+        reference[spec.target].map(label_text) if spec.target and spec.target in reference else None
+    )
     batch = batch.astype({"prediction": object, "label": object, "probability": float})
+    class_columns = [f"class__{position}" for position in range(len(spec.class_probabilities))]
+    has_probabilities = bool(class_columns) and all(
+        column in reference for column in spec.class_probabilities.values()
+    )
+    if has_probabilities:
+        for name, column in zip(class_columns, spec.class_probabilities.values(), strict=True):
+            batch[name] = reference[column].astype(float)
+    probabilities = (
+        json_object_sql(spec.class_probabilities, columns=class_columns) if has_probabilities else "null"
+    )
     connection.register("reference_batch", batch)
     connection.execute(
         f"""
-        insert into raw.reference_rows
-        select ?, ?, row_number, {json_object_sql(spec.features, "feature__")}, prediction,
-               probability, label, ?
+        insert into raw.reference_rows by name
+        select ? as model_name, ? as model_version, row_number,
+               {json_object_sql(spec.features, "feature__")} as features, prediction,
+               probability, label, ? as loaded_at, {probabilities} as probabilities
         from reference_batch
         """,
         [spec.model, version, loaded_at],
@@ -309,8 +350,9 @@ def _known_specs(connection: duckdb.DuckDBPyConnection) -> dict[str, dict[str, s
 INSERT_SQL = {
     "inference": """
         insert or ignore into raw.inference_log
+        by name
         select model_name, request_id, model_version, features, prediction, probability,
-               scored_at, received_at, ?, source
+               scored_at, received_at, ? as loaded_at, source, probabilities
         from batch
     """,
     # A later label for the same request replaces the earlier one (corrections win).
@@ -331,6 +373,7 @@ COLUMNS = {
         "scored_at",
         "received_at",
         "source",
+        "probabilities",
     ],
     "feedback": ["model_name", "request_id", "label", "labelled_at", "source"],
 }

@@ -63,6 +63,8 @@ alter table raw.model_registry add column if not exists validation varchar;
 alter table raw.model_registry add column if not exists decision_reason varchar;
 alter table raw.model_registry add column if not exists decided_at timestamp;
 alter table raw.model_registry add column if not exists history varchar;
+-- The class name of the version's final estimator (e.g. RandomForestClassifier); NULL if imported.
+alter table raw.model_registry add column if not exists estimator varchar;
 
 -- The monitoring spec of each model, as dbt reads it (never a hand-copied list in SQL).
 -- reference_kind: model_version (each version's reference rows), previous_window (rolling) or
@@ -80,6 +82,14 @@ create table if not exists raw.monitored_models (
     spec varchar not null,
     loaded_at timestamp not null
 );
+
+-- binary (default) | multiclass | regression: which prediction drift and which metrics apply.
+alter table raw.monitored_models add column if not exists task varchar default 'binary';
+
+-- Multiclass models: every class's probability as a JSON object {"<class>": p, ...} (NULL for
+-- binary models, whose `probability` is the positive class's, and for regression).
+alter table raw.inference_log add column if not exists probabilities varchar;
+alter table raw.reference_rows add column if not exists probabilities varchar;
 
 -- drift_method decides is_drifted with drift_threshold: drifted when the statistic is >= the
 -- threshold, except chi2_p_value, drifted when it is < the threshold.

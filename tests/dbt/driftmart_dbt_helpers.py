@@ -360,7 +360,9 @@ def create_raw_tables(database: Path, models: list[ModelConfig] | None = None) -
     with duckdb.connect(str(database)) as connection:
         connection.execute(SCHEMA_SQL.read_text())
         connection.executemany(
-            "insert into raw.monitored_models values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "insert into raw.monitored_models (model_name, window_seconds, min_window_rows, reference_kind, "
+            "reference_start_at, reference_end_at, statistics, dataset_drift_share, positive_label, spec, "
+            "loaded_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 [
                     model.name,
@@ -394,7 +396,8 @@ def insert_fixture(database: Path, fixture: RawFixture) -> None:
     with duckdb.connect(str(database)) as connection:
         if fixture.reference_rows:
             connection.executemany(
-                "insert into raw.reference_rows values (?, ?, ?, ?, ?, ?, ?, ?)",
+                "insert into raw.reference_rows (model_name, model_version, row_number, features, prediction, "
+                "probability, label, loaded_at) values (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     [
                         row["model_name"],
@@ -411,7 +414,9 @@ def insert_fixture(database: Path, fixture: RawFixture) -> None:
             )
         if fixture.inference_rows:
             connection.executemany(
-                "insert into raw.inference_log values (?, ?, ?, ?, ?, ?, ?, ?, ?, 'fixture')",
+                "insert into raw.inference_log (model_name, request_id, model_version, features, prediction, "
+                "probability, scored_at, received_at, loaded_at, source) "
+                "values (?, ?, ?, ?, ?, ?, ?, ?, ?, 'fixture')",
                 [
                     [
                         row["model_name"],

@@ -52,12 +52,29 @@ def test_valid_spec_reads_every_key(tmp_path):
             VALID.replace("  salary_range: categorical", "  salary_range: text"),
             "feature 'salary_range' has unknown type 'text'",
         ),
-        (VALID.replace("target: repaid\n", ""), "missing required key(s): target"),
+        (VALID.replace("model: car_loan", "model: Car Loan"), "key 'model': 'Car Loan' is not a valid name"),
         (
             VALID.replace("  salary_range: categorical", "  salary_range: categorical\n  car_value: numeric"),
             "duplicate key 'car_value' at line 10",
         ),
-        (VALID.replace("salary_range", "x; drop table raw.labels"), "is not a valid name"),
+        (VALID.replace("salary_range", '"a\\tb"'), "contains a control character"),
+        (VALID.replace("salary_range", "' '"), "a column name cannot be empty or blank"),
+        (VALID + "task: ranking\n", "key 'task': 'ranking' is not one of binary, multiclass, regression"),
+        (VALID + "task: regression\n", "a regression model has no probabilities"),
+        (
+            VALID + "task: multiclass\n",
+            "a multiclass model maps each class to its column",
+        ),
+        (
+            VALID.replace("prediction_proba: y_pred_proba\n", "") + "positive_label: 1\ntask: regression\n",
+            "positive_label' applies to binary models only",
+        ),
+        (VALID + "retrain: {metric: rmse}\n", "metric must be one of roc_auc, accuracy, f1 for a binary"),
+        (
+            VALID + "retrain: {fit: 'not a function'}\n",
+            "fit must name a function as 'package.module:function'",
+        ),
+        (VALID + "segments: store\n", "key 'segments' must be a list"),
         (VALID.replace("window: 1d", "window: daily"), "key 'window': 'daily' is not a window length"),
         (VALID + "colour: blue\n", "unknown key(s): colour"),
         (VALID.replace("psi: 0.25", "psi: -1"), "thresholds: psi must be a positive number"),
@@ -65,7 +82,7 @@ def test_valid_spec_reads_every_key(tmp_path):
             VALID.replace("  car_value: numeric", "  repaid: numeric"),
             "feature 'repaid' has the name of a reserved column",
         ),
-        ("features: [a, b]\n", "missing required key(s): model, timestamp, id, prediction, target"),
+        ("features: [a, b]\n", "missing required key(s): model, timestamp, id, prediction"),
         ("model: [unclosed\n", "not valid YAML"),
     ],
 )
@@ -125,3 +142,44 @@ def test_bad_feature_options(tmp_path):
 def test_missing_spec_file(tmp_path):
     with pytest.raises(SpecError, match="cannot read spec"):
         load_spec(tmp_path / "nope.yaml")
+
+
+def test_names_are_the_users_own_kept_exactly(tmp_path):
+    hostile = 'x"; drop table raw.labels; --'
+    text = f"""\
+model: churn
+timestamp: Scored At
+id: Customer.ID
+prediction: Exited?
+features:
+  CreditScore: numeric
+  Age: numeric
+  '2nd line': categorical
+  'Größe': numeric
+  '{hostile}': categorical
+  "back\\\\slash 'quoted'": numeric
+"""
+    spec = load_spec(write(tmp_path, text))
+    assert spec.target is None and spec.task == "binary"
+    assert (spec.timestamp, spec.id, spec.prediction) == ("Scored At", "Customer.ID", "Exited?")
+    assert list(spec.features) == ["CreditScore", "Age", "2nd line", "Größe", hostile, "back\\slash 'quoted'"]
+
+
+def test_tasks(tmp_path):
+    base = VALID.replace("prediction_proba: y_pred_proba\n", "")
+    regression = load_spec(write(tmp_path, base + "task: regression\n"))
+    assert (regression.task, regression.is_classifier, regression.retrain.metric) == (
+        "regression",
+        False,
+        "rmse",
+    )
+    assert regression.performance_metrics == ("mae", "rmse", "mape", "r2")
+    multiclass = load_spec(
+        write(tmp_path, base + "task: multiclass\nprediction_proba: {0: p_low, 1.0: p_mid, high: p_high}\n")
+    )
+    assert multiclass.class_probabilities == {"0": "p_low", "1": "p_mid", "high": "p_high"}
+    assert multiclass.probability_columns == ["p_low", "p_mid", "p_high"]
+    assert multiclass.retrain.metric == "macro_f1"
+    binary = load_spec(write(tmp_path, VALID + "retrain: {fit: 'my_pkg.training:fit_model', metric: f1}\n"))
+    assert (binary.retrain.fit, binary.retrain.metric) == ("my_pkg.training:fit_model", "f1")
+    assert binary.probability_columns == ["y_pred_proba"]
