@@ -10,9 +10,11 @@ the dead one can be torn.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import itertools
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -24,7 +26,14 @@ from warehouse.files import fsync_directory
 
 STREAMS: tuple[str, ...] = ("inference", "feedback")
 SEGMENT_SUFFIX = ".jsonl"
+# A segment being created: hidden (and not matching SEGMENT_SUFFIX) until its writer holds its lock.
+CREATING_SUFFIX = ".creating"
+logger = logging.getLogger("driftmart.landing")
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+
+
+class LandingWriteError(OSError):
+    """A block that could not be written and synced: it was not acknowledged (and must not be)."""
 
 
 class LandingWriter:
@@ -33,6 +42,16 @@ class LandingWriter:
     Group commit: concurrent `append`s each write their block, then share one `fdatasync` — a
     caller returns once a sync that started after its write has finished, so every caller still
     returns only when its own lines are on disk, and N concurrent requests cost one sync, not N.
+
+    A segment becomes visible to ingest only once its writer holds it: it is created under a
+    hidden temporary name, locked, then renamed. Otherwise an ingest listing the folder in between
+    would see an unlocked empty file, take it as finished, and never read what is appended to it.
+
+    A failed write or sync is never acknowledged: the block is cut off again (`ftruncate`), the
+    segment is retired and the next block starts a new one, so no record is glued onto a torn
+    fragment; every caller waiting for a failed sync fails too. A sync is never retried on the
+    same segment: after an fsync error Linux may report later syncs as successful although the
+    pages were dropped.
     """
 
     _sequence = itertools.count()
@@ -49,6 +68,7 @@ class LandingWriter:
         self._size = 0
         self._written = 0  # blocks written so far (in this process, all segments)
         self._durable = 0  # blocks known to be on disk
+        self._failed: list[tuple[int, int]] = []  # (after, upto]: blocks whose sync failed
         self._syncing = False
         self.segment: Path | None = None
         self.syncs = 0  # fdatasync calls made: fewer than appends when commits were grouped
@@ -57,19 +77,50 @@ class LandingWriter:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         name = f"{stamp}-{os.getpid()}-{next(self._sequence):06d}{SEGMENT_SUFFIX}"
         path = self.directory / name
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fsync_directory(self.directory)  # the new file's name is durable before any 200
+        creating = self.directory / f".{name}{CREATING_SUFFIX}"
+        descriptor = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else can see the file yet
+            os.rename(creating, path)  # visible to ingest only now, already locked
+            fsync_directory(self.directory)  # the new file's name is durable before any 200
+        except BaseException:
+            os.close(descriptor)
+            creating.unlink(missing_ok=True)
+            raise
         self._descriptor, self._size, self.segment = descriptor, 0, path
 
-    def _close_segment(self) -> None:
-        if self._descriptor is not None:
-            os.fdatasync(self._descriptor)  # blocks still waiting for a group sync are on disk now
-            os.close(self._descriptor)  # closing releases the flock: the segment is finished
-        self._descriptor, self.segment = None, None
+    def _retire_segment(self, *, truncate_to: int | None = None, sync_failed: bool = False) -> None:
+        """Sync and close the current segment (closing frees its lock: the segment is finished).
+        Its blocks not yet on disk become durable if the sync succeeds, failed otherwise.
+        Call with `_lock` held."""
+        if self._descriptor is None:
+            return
+        descriptor, self._descriptor, self.segment = self._descriptor, None, None
+        synced = False
+        try:
+            if truncate_to is not None:
+                os.ftruncate(descriptor, truncate_to)
+            if not sync_failed:
+                os.fdatasync(descriptor)  # blocks still waiting for a group sync are on disk now
+                synced = True
+        except OSError as error:
+            logger.error(
+                "landing segment of %s could not be synced and is retired: %s", self.directory, error
+            )
+        finally:
+            os.close(descriptor)
+        with self._synced:
+            if synced:
+                self._durable = max(self._durable, self._written)
+            elif self._written > self._durable:
+                self._failed.append((self._durable, self._written))
+            self._synced.notify_all()
 
     def append(self, records: list[dict[str, Any]]) -> None:
-        """Write the records as one block; returns once they are on disk (fdatasync)."""
+        """Write the records as one block; returns once they are on disk (fdatasync).
+
+        Raises LandingWriteError if they could not be written or synced: then they are not on
+        disk as a whole, and the caller must not acknowledge them."""
         if not records:
             return
         block = b"".join(
@@ -77,47 +128,71 @@ class LandingWriter:
         )
         with self._lock:
             if self._descriptor is None or self._size >= self.max_segment_bytes:
-                self._close_segment()
-                with self._synced:
-                    self._durable = self._written  # _close_segment synced everything written
+                self._retire_segment()
                 self._open_segment()
-            written = os.write(self._descriptor, block)  # type: ignore[arg-type]
-            while written < len(block):
-                written += os.write(self._descriptor, block[written:])  # type: ignore[arg-type]
+            start = self._size
+            try:
+                written = 0
+                while written < len(block):
+                    written += os.write(self._descriptor, block[written:])  # type: ignore[arg-type]
+            except OSError as error:
+                self._retire_segment(truncate_to=start)  # no fragment for the next block to glue onto
+                raise LandingWriteError(error.errno, f"landing write failed: {error.strerror}") from error
             self._size += len(block)
             self._written += 1
             mine = self._written
         self._wait_durable(mine)
 
+    def _has_failed(self, block: int) -> bool:
+        return any(after < block <= upto for after, upto in self._failed)
+
     def _wait_durable(self, block: int) -> None:
         """Return once block number `block` is on disk: lead a sync, or wait for the one running."""
         with self._synced:
-            while self._durable < block:
+            while True:
+                if self._has_failed(block):
+                    raise LandingWriteError(errno.EIO, "landing sync failed: the block may not be on disk")
+                if self._durable >= block:
+                    return
                 if self._syncing:
                     self._synced.wait()
                     continue
                 self._syncing = True
                 self._synced.release()
+                failure: OSError | None = None
+                covered: int | None = None
                 try:
                     with self._lock:  # a consistent (segment, blocks written) pair
                         # A duplicate stays valid if another thread rotates the segment meanwhile.
                         descriptor = None if self._descriptor is None else os.dup(self._descriptor)
-                        covered = self._written
+                        segment = self.segment
+                        if descriptor is not None:
+                            covered = self._written
                     if descriptor is not None:
                         try:
                             os.fdatasync(descriptor)
+                        except OSError as error:
+                            failure = error
                         finally:
                             os.close(descriptor)
                         self.syncs += 1
+                    if failure is not None:
+                        with self._lock:
+                            if self.segment == segment:
+                                self._retire_segment(sync_failed=True)
                 finally:
                     self._synced.acquire()
                     self._syncing = False
                     self._synced.notify_all()
-                self._durable = max(self._durable, covered)
+                if covered is not None:
+                    if failure is None:
+                        self._durable = max(self._durable, covered)
+                    elif covered > self._durable:
+                        self._failed.append((self._durable, covered))
 
     def close(self) -> None:
         with self._lock:
-            self._close_segment()
+            self._retire_segment()
 
 
 @dataclass(frozen=True)
