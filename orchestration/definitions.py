@@ -20,13 +20,15 @@ from orchestration.partitions import window_partitions
 from orchestration.resources import DriftmartResource
 from orchestration.sensors import build_landing_sensor, build_retrain_sensor, build_window_schedule
 from warehouse.home import Home
+from warehouse.specs import sole_spec_path
 
 PIPELINE_JOB = "driftmart_pipeline"
 RETRAIN_JOB = "driftmart_retrain"
 
 
 def build_definitions(home: str | None = None, spec_path: str | None = None) -> dg.Definitions:
-    spec_path = spec_path or os.environ.get("DRIFTMART_SPEC", "")
+    # No spec named: the remembered spec of the home's only model (warehouse/specs.py), else the demo's.
+    spec_path = spec_path or os.environ.get("DRIFTMART_SPEC", "") or sole_spec_path(Home.resolve(home))
     partitions = window_partitions(load_spec(spec_path or None))
     dbt_assets = build_dbt_assets(partitions)
     pipeline_job = dg.define_asset_job(
