@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from ml.datasets import wide_case
+from ml.spec import PERFORMANCE_METRICS
 from tests.test_cli import driftmart
 from warehouse.home import Home
 
@@ -85,7 +86,9 @@ def test_dataset_drift_and_other_marts_follow(drifted):
             "order by window_start"
         ).fetchall()
         performance = connection.execute(
-            "select count(*), min(n_labelled), max(roc_auc) from marts.fct_model_performance"
+            "select count(distinct window_start), min(n_labelled), "
+            "max(case when metric_name = 'roc_auc' then realized_value end), count(*), "
+            "count(distinct metric_name) from marts.fct_model_performance"
         ).fetchall()[0]
         versions = connection.execute(
             "select model_version, trigger, status from marts.dim_model_versions"
@@ -95,6 +98,8 @@ def test_dataset_drift_and_other_marts_follow(drifted):
     assert all(row[0] == 20 and row[2] == pytest.approx(row[1] / 20) and not row[3] for row in dataset)
     assert performance[:2] == (DAYS, 500)
     assert 0.5 < performance[2] <= 1.0
+    # long: one row per window and binary metric
+    assert performance[3:] == (DAYS * len(PERFORMANCE_METRICS["binary"]), len(PERFORMANCE_METRICS["binary"]))
     assert versions == [(1, "import", "external")]
 
 

@@ -12,8 +12,9 @@ of the published copy: bytes landed but not yet visible to readers), quarantined
 `driftmart_up`: 0 when there is no published copy yet or it cannot be read (the scrape still
 answers).
 
-Label conventions: `model` (model_name), `feature` (feature_name), `version`, `stream` (landing
-stream). Timestamps are `*_timestamp_seconds` (Unix time, UTC).
+Label conventions: `model` (model_name), `feature` (feature_name), `metric` (metric_name of
+marts.fct_model_performance: `driftmart_model_performance{model,metric}`), `version`, `stream`
+(landing stream). Timestamps are `*_timestamp_seconds` (Unix time, UTC).
 """
 
 from __future__ import annotations
@@ -132,12 +133,29 @@ PREDICTION_DRIFT_COLUMNS = (
         "driftmart_prediction_probability_ks_statistic",
         "Binned KS statistic of the predicted probability",
     ),
-    Column("prediction_psi", "driftmart_prediction_psi", "PSI of the predicted class mix"),
+    Column(
+        "prediction_psi",
+        "driftmart_prediction_psi",
+        "PSI of the predicted class mix (regression: of the predicted value over its reference deciles)",
+    ),
     Column(
         "prediction_js_distance", "driftmart_prediction_js_distance", "JS distance of the predicted class mix"
     ),
-    Column("positive_rate", "driftmart_prediction_positive_rate", "Share of positive predictions"),
-    Column("mean_probability", "driftmart_prediction_mean_probability", "Mean predicted probability"),
+    Column(
+        "prediction_ks_statistic",
+        "driftmart_prediction_ks_statistic",
+        "Binned KS statistic of the predicted value (regression models)",
+    ),
+    Column(
+        "prediction_wasserstein_normed",
+        "driftmart_prediction_wasserstein_normed",
+        "Wasserstein-1 distance of the predicted value over the reference standard deviation (regression)",
+    ),
+    Column("positive_rate", "driftmart_prediction_positive_rate", "Share of positive predictions (binary)"),
+    Column(
+        "mean_probability", "driftmart_prediction_mean_probability", "Mean predicted probability (binary)"
+    ),
+    Column("mean_prediction", "driftmart_prediction_mean_value", "Mean predicted value (regression models)"),
 )
 
 ESTIMATED_NOTE = (
@@ -145,19 +163,34 @@ ESTIMATED_NOTE = (
     "(e.g. CBPE) to export; compare with driftmart_model_version_validation_*"
 )
 SOURCE_PERFORMANCE = "marts.fct_model_performance, latest window with labels per model"
-PERFORMANCE_COLUMNS = (
+# marts.fct_model_performance is long, one row per (model, window, metric): the window's own columns
+# are one sample per model, the realized values one per (model, metric).
+PERFORMANCE_WINDOW_COLUMNS = (
     Column(
         "window_start", "driftmart_model_performance_window_start_timestamp_seconds", "Start of that window"
     ),
     Column("n_labelled", "driftmart_model_labelled_rows", "Labelled predictions"),
     Column("label_coverage", "driftmart_model_label_coverage", "Share of predictions with a label"),
-    Column("positive_rate_actual", "driftmart_model_actual_positive_rate", "Share of positive labels"),
-    Column("accuracy", "driftmart_model_accuracy", f"Accuracy. {ESTIMATED_NOTE}"),
-    Column("precision", "driftmart_model_precision", f"Precision. {ESTIMATED_NOTE}"),
-    Column("recall", "driftmart_model_recall", f"Recall. {ESTIMATED_NOTE}"),
-    Column("f1", "driftmart_model_f1", f"F1 score. {ESTIMATED_NOTE}"),
-    Column("roc_auc", "driftmart_model_roc_auc", f"ROC AUC. {ESTIMATED_NOTE}"),
+    Column(
+        "positive_rate_actual", "driftmart_model_actual_positive_rate", "Share of positive labels (binary)"
+    ),
 )
+PERFORMANCE_VALUE = Column(
+    "realized_value",
+    "driftmart_model_performance",
+    "Realized value of each performance metric of the model's task (label metric: accuracy, precision, "
+    "recall, f1, roc_auc; macro_precision, macro_recall, macro_f1, weighted_f1; mae, rmse, mape, r2). "
+    + ESTIMATED_NOTE,
+)
+# The names from before the mart was long: one gauge per metric, kept for dashboards and alerts
+# written against them (the same value as driftmart_model_performance{metric="<name>"}).
+LEGACY_PERFORMANCE_GAUGES = {
+    "accuracy": Column("realized_value", "driftmart_model_accuracy", f"Accuracy. {ESTIMATED_NOTE}"),
+    "precision": Column("realized_value", "driftmart_model_precision", f"Precision. {ESTIMATED_NOTE}"),
+    "recall": Column("realized_value", "driftmart_model_recall", f"Recall. {ESTIMATED_NOTE}"),
+    "f1": Column("realized_value", "driftmart_model_f1", f"F1 score. {ESTIMATED_NOTE}"),
+    "roc_auc": Column("realized_value", "driftmart_model_roc_auc", f"ROC AUC. {ESTIMATED_NOTE}"),
+}
 
 SOURCE_VERSIONS = "marts.dim_model_versions"
 VERSION_COLUMNS = (
@@ -196,10 +229,19 @@ LATEST_WINDOW_SQL = """
 """
 LATEST_DATASET_DRIFT_SQL = LATEST_WINDOW_SQL.format(table="marts.fct_dataset_drift", where="")
 LATEST_PREDICTION_DRIFT_SQL = LATEST_WINDOW_SQL.format(table="marts.fct_prediction_drift", where="")
-# (model_name, window_start) is unique: the latest labelled window's row is the one with labels.
-LATEST_PERFORMANCE_SQL = LATEST_WINDOW_SQL.format(
-    table="marts.fct_model_performance", where="where n_labelled > 0"
-)
+# The metric rows of each model's latest window with labels ((model_name, window_start,
+# metric_name) is unique); columns named, so a copy published before the mart was long is refused.
+LATEST_PERFORMANCE_SQL = """
+    with latest as (
+        select model_name, max(window_start) as window_start
+        from marts.fct_model_performance where n_labelled > 0 group by model_name
+    )
+    select mart.model_name, mart.metric_name, mart.realized_value, mart.window_start, mart.n_labelled,
+           mart.label_coverage, mart.positive_rate_actual
+    from marts.fct_model_performance as mart
+    inner join latest on mart.model_name = latest.model_name and mart.window_start = latest.window_start
+    order by mart.model_name, mart.metric_name
+"""
 VERSIONS_SQL = "select * from marts.dim_model_versions order by model_name, model_version"
 INFERENCE_SQL = """
     select model_name, count(*) as n_rows, max(loaded_at) as last_loaded_at, max(scored_at) as last_scored_at
@@ -370,7 +412,13 @@ class DriftmartCollector(Collector):
         prediction = _records(connection, LATEST_PREDICTION_DRIFT_SQL)
         yield from _gauges(prediction, PREDICTION_DRIFT_COLUMNS, model, SOURCE_PREDICTION_DRIFT)
         performance = _records(connection, LATEST_PERFORMANCE_SQL)
-        yield from _gauges(performance, PERFORMANCE_COLUMNS, model, SOURCE_PERFORMANCE)
+        windows = list({record["model_name"]: record for record in performance}.values())
+        yield from _gauges(windows, PERFORMANCE_WINDOW_COLUMNS, model, SOURCE_PERFORMANCE)
+        model_metric = {"model": "model_name", "metric": "metric_name"}
+        yield from _gauges(performance, (PERFORMANCE_VALUE,), model_metric, SOURCE_PERFORMANCE)
+        for metric, column in LEGACY_PERFORMANCE_GAUGES.items():
+            rows = [record for record in performance if record["metric_name"] == metric]
+            yield from _gauges(rows, (column,), model, SOURCE_PERFORMANCE)
         yield from self._versions(_records(connection, VERSIONS_SQL))
         yield from self._raw(connection)
 

@@ -119,3 +119,49 @@ def mart_differences(reference: Home, other: Home, table: str, limit: int = 10) 
             if not _same(want, got):
                 differences.append(f"{table}.{column} row {row}: duckdb {want!r} != {got!r}")
     return differences[:limit]
+
+
+# --- tasks: a multiclass and a regression model (tests/test_tasks.py's generated cases) --------------
+
+TASK_PARITY_TASKS = ("multiclass", "regression")
+# Where the task-specific SQL lands: the per-class probability and numeric prediction pseudo-features
+# (their statistics), the prediction drift mart and the long performance mart.
+TASK_PARITY_TABLES = (
+    "marts.fct_model_performance",
+    "marts.fct_prediction_drift",
+    "intermediate.int_window_drift_statistics_computed",
+)
+# (Not the frozen bins: their text labels print cut points that engines' quantiles may put one ulp
+# apart; the statistics computed over those bins agree to 1e-9.)
+
+
+def write_task_parity_case(root: Path) -> Path:
+    """`root/<task>/`: spec.yaml, reference.csv and logs.csv (with inline labels) of each task."""
+    from tests.test_tasks import write_task_case
+
+    for task in TASK_PARITY_TASKS:
+        write_task_case(root / task, task)
+    return root
+
+
+def build_task_parity_case(
+    files: Path, home: Home, target: str, environment: dict[str, str] | None = None
+) -> Home:
+    """Import every task's model, then one `driftmart run --no-retrain` (it builds every model's
+    marts) with DRIFTMART_TARGET=`target`; fails on any error."""
+    env = {"DRIFTMART_TARGET": target, **(environment or {})}
+    for task in TASK_PARITY_TASKS:
+        imported = driftmart(
+            "import",
+            "--spec",
+            str(files / task / "spec.yaml"),
+            "--reference",
+            str(files / task / "reference.csv"),
+            "--logs",
+            str(files / task / "logs.csv"),
+            home=home,
+            env=env,
+        )
+        assert imported.returncode == 0, f"import {task}:\n{imported.stdout}{imported.stderr}"
+    run_case(files / TASK_PARITY_TASKS[-1], home, env)
+    return home

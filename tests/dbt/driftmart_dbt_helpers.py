@@ -396,8 +396,8 @@ def insert_fixture(database: Path, fixture: RawFixture) -> None:
     with duckdb.connect(str(database)) as connection:
         if fixture.reference_rows:
             connection.executemany(
-                "insert into raw.reference_rows (model_name, model_version, row_number, features, prediction, "
-                "probability, label, loaded_at) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                "insert into raw.reference_rows (model_name, model_version, row_number, features, "
+                "prediction, probability, label, loaded_at) values (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     [
                         row["model_name"],
@@ -909,7 +909,24 @@ def _feature_statistics(kind: str, values: list[Any], bins: FeatureBins | None, 
     return result
 
 
-def expected_model_performance(data: RawFixture) -> dict[tuple[str, datetime], dict[str, Any]]:
+def expected_model_performance(data: RawFixture) -> dict[tuple[str, datetime, str], dict[str, Any]]:
+    """marts.fct_model_performance, long: {(model, window_start, metric_name): row} (binary models)."""
+    from ml.spec import PERFORMANCE_METRICS
+
+    window_columns = ("window_end", "n_predictions", "n_labelled", "label_coverage", "positive_rate_actual")
+    return {
+        (model_name, start, metric): {
+            "task": "binary",
+            **{column: cell[column] for column in window_columns},
+            "realized_value": cell[metric],
+        }
+        for (model_name, start), cell in _expected_binary_performance(data).items()
+        for metric in PERFORMANCE_METRICS["binary"]
+    }
+
+
+def _expected_binary_performance(data: RawFixture) -> dict[tuple[str, datetime], dict[str, Any]]:
+    """One wide row per (model, window): the window's columns and every binary metric (scikit-learn)."""
     from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
     labels = {(r["model_name"], r["request_id"]): r["label"] for r in data.labels}

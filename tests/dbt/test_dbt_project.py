@@ -65,7 +65,9 @@ def _snapshot(database: Path) -> dict[str, Any]:
         "feature_statistics": _table(
             database, "marts.fct_feature_statistics", "model_name, feature_name, window_start"
         ),
-        "model_performance": _table(database, "marts.fct_model_performance", "model_name, window_start"),
+        "model_performance": _table(
+            database, "marts.fct_model_performance", "model_name, window_start, metric_name"
+        ),
         "model_versions": _table(database, "marts.dim_model_versions", "model_name, model_version"),
         "bin_counts": _table(
             database,
@@ -345,8 +347,13 @@ def test_feature_statistics_match_numpy(warehouse, state):
 @pytest.mark.parametrize("state", ["before", "after"])
 def test_model_performance_matches_sklearn(warehouse, state):
     expected = warehouse[f"expected_{state}"]["model_performance"]
-    _assert_rows_match(warehouse[state]["model_performance"], expected, ("model_name", "window_start"))
-    assert any(cell["roc_auc"] is not None for key, cell in expected.items() if key[0] == "churn")
+    rows = warehouse[state]["model_performance"]
+    _assert_rows_match(rows, expected, ("model_name", "window_start", "metric_name"))
+    assert any(
+        cell["realized_value"] is not None
+        for (model_name, _, metric), cell in expected.items()
+        if model_name == "churn" and metric == "roc_auc"
+    )
 
 
 def test_model_versions_come_from_the_registry(warehouse):

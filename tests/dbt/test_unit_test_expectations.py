@@ -5,6 +5,7 @@ dbt compares the SQL's output with them exactly, this checks that they are right
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -54,17 +55,39 @@ def test_chi2_p_value_fixtures_cover_both_closed_forms_and_underflow():
     assert any(0 < row["chi2_p_value"] < 1e-12 for row in rows)
 
 
-def test_model_performance_expectations_match_sklearn():
-    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
-
-    test = _unit_test(MARTS / "performance" / "_performance__unit_tests.yml", "fct_model_performance_metrics")
-    positive = _given(test, "stg_raw__monitored_models")[0]["positive_label"]
+def _performance_windows(test: dict[str, Any]) -> tuple[dict, dict[str, list], dict[str, dict[str, Any]]]:
+    """(labels by key, the inference rows per window day, the expected rows per (day, metric)) of a
+    fct_model_performance unit test, whose expected rows are long (one per window and metric)."""
     labels = {(r["model_name"], r["request_id"]): r["label"] for r in _given(test, "stg_raw__labels")}
     windows: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in _given(test, "stg_raw__inference_logs"):
         windows[row["scored_at"][:10]].append(row)
-    expected = {row["window_start"]: row for row in test["expect"]["rows"]}
+    expected: dict[str, dict[str, Any]] = defaultdict(dict)
+    for row in test["expect"]["rows"]:
+        assert row["metric_name"] not in expected[row["window_start"]], row
+        expected[row["window_start"]][row["metric_name"]] = row
     assert set(expected) == set(windows)
+    return labels, windows, expected
+
+
+def _assert_window_rows(expected: dict[str, Any], task: str, computed: dict[str, Any], where: str) -> None:
+    """Every metric of the task, once; the window columns repeated on each; values as computed."""
+    from ml.spec import PERFORMANCE_METRICS
+
+    assert list(expected) == list(PERFORMANCE_METRICS[task]), where
+    for metric, row in expected.items():
+        assert row["task"] == task, where
+        for column in ("n_predictions", "n_labelled", "label_coverage", "positive_rate_actual"):
+            _assert_close(row[column], computed[column], f"{where} {metric} {column}")
+        _assert_close(row["realized_value"], computed[metric], f"{where} {metric}")
+
+
+def test_model_performance_binary_expectations_match_sklearn():
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+    test = _unit_test(MARTS / "performance" / "_performance__unit_tests.yml", "fct_model_performance_binary")
+    positive = _given(test, "stg_raw__monitored_models")[0]["positive_label"]
+    labels, windows, expected = _performance_windows(test)
     for window, rows in windows.items():
         keys = [(r["model_name"], r["request_id"]) for r in rows]
         labelled = [(r, labels[key]) for r, key in zip(rows, keys, strict=True) if key in labels]
@@ -87,8 +110,97 @@ def test_model_performance_expectations_match_sklearn():
             if len({t for t, _ in scored}) == 2
             else None,
         }
-        for column, value in computed.items():
-            _assert_close(expected[window][column], value, f"{window} {column}")
+        _assert_window_rows(expected[window], "binary", computed, window)
+
+
+def test_model_performance_multiclass_expectations_match_sklearn():
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+    test = _unit_test(
+        MARTS / "performance" / "_performance__unit_tests.yml", "fct_model_performance_multiclass"
+    )
+    classes = [row["class_label"] for row in _given(test, "stg_raw__model_classes")]
+    labels, windows, expected = _performance_windows(test)
+    undefined_auc = 0
+    for window, rows in windows.items():
+        labelled = [(r, labels[key]) for r in rows if (key := (r["model_name"], r["request_id"])) in labels]
+        truth = [label for _, label in labelled]
+        predicted = [r["prediction"] for r, _ in labelled]
+        scored = [
+            (label, json.loads(r["probabilities_json"])) for r, label in labelled if r["probabilities_json"]
+        ]
+        auc = None
+        if scored and {label for label, _ in scored} == set(classes):
+            auc = roc_auc_score(
+                [label for label, _ in scored],
+                [[probabilities[c] for c in sorted(classes)] for _, probabilities in scored],
+                multi_class="ovr",
+                average="macro",
+            )
+        elif labelled:
+            undefined_auc += 1
+            with pytest.raises(ValueError):  # scikit-learn refuses a window without every class
+                roc_auc_score(
+                    [label for label, _ in scored],
+                    [[probabilities[c] for c in sorted(classes)] for _, probabilities in scored],
+                    multi_class="ovr",
+                )
+        computed = {
+            "n_predictions": len(rows),
+            "n_labelled": len(labelled),
+            "label_coverage": len(labelled) / len(rows),
+            "positive_rate_actual": None,
+            "accuracy": accuracy_score(truth, predicted) if labelled else None,
+            "macro_precision": precision_score(truth, predicted, average="macro", zero_division=0)
+            if labelled
+            else None,
+            "macro_recall": recall_score(truth, predicted, average="macro", zero_division=0)
+            if labelled
+            else None,
+            "macro_f1": f1_score(truth, predicted, average="macro") if labelled else None,
+            "weighted_f1": f1_score(truth, predicted, average="weighted") if labelled else None,
+            "roc_auc": auc,
+        }
+        _assert_window_rows(expected[window], "multiclass", computed, window)
+    assert undefined_auc == 1
+
+
+def test_model_performance_regression_expectations_match_sklearn():
+    from sklearn.metrics import (
+        mean_absolute_error,
+        mean_absolute_percentage_error,
+        mean_squared_error,
+        r2_score,
+    )
+
+    test = _unit_test(
+        MARTS / "performance" / "_performance__unit_tests.yml", "fct_model_performance_regression"
+    )
+    labels, windows, expected = _performance_windows(test)
+
+    def number(text: str) -> float | None:
+        try:
+            value = float(text)
+        except ValueError:
+            return None
+        return value if math.isfinite(value) else None
+
+    for window, rows in windows.items():
+        labelled = [(r, labels[key]) for r in rows if (key := (r["model_name"], r["request_id"])) in labels]
+        pairs = [(number(label), number(r["prediction"])) for r, label in labelled]
+        pairs = [(y, p) for y, p in pairs if y is not None and p is not None]
+        y, p = [y for y, _ in pairs], [p for _, p in pairs]
+        computed = {
+            "n_predictions": len(rows),
+            "n_labelled": len(labelled),
+            "label_coverage": len(labelled) / len(rows),
+            "positive_rate_actual": None,
+            "mae": mean_absolute_error(y, p) if pairs else None,
+            "rmse": mean_squared_error(y, p) ** 0.5 if pairs else None,
+            "mape": mean_absolute_percentage_error(y, p) if pairs else None,
+            "r2": r2_score(y, p) if len(pairs) >= 2 else None,
+        }
+        _assert_window_rows(expected[window], "regression", computed, window)
 
 
 def test_feature_statistics_expectations_match_numpy():

@@ -18,6 +18,7 @@ import duckdb
 import httpx
 import pytest
 
+from ml.spec import PERFORMANCE_METRICS as PERFORMANCE_METRICS_BY_TASK
 from tests.observability.conftest import copy_home, labels, parse_samples, scrape, scrape_text
 from tests.services import stop_process_group
 from warehouse.landing import LandingWriter, list_segments
@@ -62,14 +63,23 @@ PREDICTION_DRIFT_METRICS = {
     "driftmart_prediction_probability_ks_statistic": "probability_ks_statistic",
     "driftmart_prediction_psi": "prediction_psi",
     "driftmart_prediction_js_distance": "prediction_js_distance",
+    "driftmart_prediction_ks_statistic": "prediction_ks_statistic",
+    "driftmart_prediction_wasserstein_normed": "prediction_wasserstein_normed",
     "driftmart_prediction_positive_rate": "positive_rate",
     "driftmart_prediction_mean_probability": "mean_probability",
+    "driftmart_prediction_mean_value": "mean_prediction",
 }
-PERFORMANCE_METRICS = {
+# marts.fct_model_performance is long (model, window, metric): per model, the latest labelled
+# window's own columns; per (model, metric), its realized value.
+PERFORMANCE_WINDOW_METRICS = {
     "driftmart_model_performance_window_start_timestamp_seconds": "window_start",
     "driftmart_model_labelled_rows": "n_labelled",
     "driftmart_model_label_coverage": "label_coverage",
     "driftmart_model_actual_positive_rate": "positive_rate_actual",
+}
+PERFORMANCE_VALUE_METRICS = {"driftmart_model_performance": "realized_value"}
+# The per-metric names from before the mart was long, still exported: gauge → metric_name.
+LEGACY_PERFORMANCE_METRICS = {
     "driftmart_model_accuracy": "accuracy",
     "driftmart_model_precision": "precision",
     "driftmart_model_recall": "recall",
@@ -138,10 +148,16 @@ def test_values_equal_the_latest_window_of_the_marts_exactly(built_home):
             model,
         ),
         (
+            "select distinct model_name, window_start, n_labelled, label_coverage, positive_rate_actual "
+            "from marts.fct_model_performance where n_labelled > 0 " + latest.format(keys="model_name"),
+            PERFORMANCE_WINDOW_METRICS,
+            model,
+        ),
+        (
             "select * from marts.fct_model_performance where n_labelled > 0 "
             + latest.format(keys="model_name"),
-            PERFORMANCE_METRICS,
-            model,
+            PERFORMANCE_VALUE_METRICS,
+            {"model": "model_name", "metric": "metric_name"},
         ),
         (
             "select * from marts.dim_model_versions",
@@ -155,6 +171,17 @@ def test_values_equal_the_latest_window_of_the_marts_exactly(built_home):
             assert samples.get(metric, {}) == values, metric  # exact: no rounding anywhere
             compared += len(values)
     assert compared > 100
+
+    # the old per-metric gauges carry the same values as driftmart_model_performance{metric}
+    performance = samples["driftmart_model_performance"]
+    for gauge, metric in LEGACY_PERFORMANCE_METRICS.items():
+        assert samples.get(gauge, {}) == {
+            labels(model=key["model"]): value
+            for key, value in ((dict(k), v) for k, v in performance.items())
+            if key["metric"] == metric
+        }, gauge
+    assert {dict(key)["metric"] for key in performance} == set(PERFORMANCE_METRICS_BY_TASK["binary"])
+    assert samples["driftmart_model_accuracy"]  # the binary demo model has every binary metric
 
     # the drift scenario: car_value drifted in the latest window
     drifted = {dict(key)["feature"] for key, value in samples["driftmart_feature_drifted"].items() if value}

@@ -149,7 +149,7 @@ def test_every_query_uses_only_exposed_metrics(exposed_names):
         "driftmart_dataset_drift_share",  # overall drift gauge
         "driftmart_feature_psi",  # per-feature PSI over time
         "driftmart_feature_drifted",  # drifted features table
-        "driftmart_model_accuracy",  # realized performance …
+        "driftmart_model_performance",  # realized performance (every metric of the task) …
         "driftmart_model_version_validation_accuracy",  # … against the champion's validation
         "driftmart_seconds_since_last_success",  # pipeline health
         "driftmart_ingest_oldest_pending_age_seconds",
@@ -157,3 +157,17 @@ def test_every_query_uses_only_exposed_metrics(exposed_names):
         "driftmart_api_log_write_duration_seconds_bucket",
     ):
         assert name in used, name
+
+
+def test_performance_queries_name_only_metrics_of_the_long_performance_mart():
+    """driftmart_model_performance{metric=...}: every metric a panel selects is one the mart has."""
+    from ml.spec import PERFORMANCE_METRICS
+
+    known = {name for names in PERFORMANCE_METRICS.values() for name in names}
+    selected = set()
+    for where, expr in _queries(_dashboard()):
+        for matcher in re.findall(r'driftmart_model_performance\{[^}]*metric=~?"([^"]*)"', expr):
+            names = set(matcher.split("|"))
+            assert names <= known, f"{where}: {sorted(names - known)} is no metric of fct_model_performance"
+            selected |= names
+    assert {"accuracy", "roc_auc", "macro_f1", "mae", "rmse", "r2"} <= selected

@@ -38,8 +38,15 @@ def consistency_problems(connection) -> tuple[int, list[str]]:
     problems = []
     if scalar("select sum(n_current) from marts.fct_dataset_drift") != n_logs:
         problems.append("fct_dataset_drift rows per window do not add up to raw.inference_log")
-    if scalar("select sum(n_predictions) from marts.fct_model_performance") != n_logs:
+    # fct_model_performance is long (one row per window and metric): n_predictions once per window
+    windows = "select distinct model_name, window_start, n_predictions from marts.fct_model_performance"
+    if scalar(f"select sum(n_predictions) from ({windows})") != n_logs:
         problems.append("fct_model_performance rows per window do not add up to raw.inference_log")
+    if scalar(
+        "select count(*) from (select model_name, window_start from marts.fct_model_performance "
+        "group by model_name, window_start having count(distinct n_predictions) <> 1)"
+    ):
+        problems.append("fct_model_performance metric rows of a window disagree on n_predictions")
     mismatched = scalar(
         """
         select count(*) from (

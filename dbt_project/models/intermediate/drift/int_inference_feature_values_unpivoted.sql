@@ -10,9 +10,15 @@
     request replaces its rows (delete+insert on model_name, request_id). A change of a model's
     feature list or window length needs `--full-refresh`.
 
-    Two pseudo-features per prediction feed the prediction drift mart through the same binning
-    engine: `__prediction__` (categorical, the prediction column) and `__probability__` (numeric,
-    the probability column). fct_feature_drift leaves them out; fct_prediction_drift reports them.
+    Pseudo-features per prediction feed the prediction drift mart through the same binning
+    engine, by the model's task (raw.monitored_models.task):
+    - `__prediction__`, the prediction column: categorical (the class) for binary and multiclass
+      models, numeric (the predicted value, binned at the reference's deciles) for regression;
+    - binary: `__probability__` (numeric, the positive class's probability);
+    - multiclass: `__probability__:<class>` (numeric) for each class of stg_raw__model_classes,
+      from the probabilities JSON (NULL when the class's probability is missing).
+    fct_feature_drift leaves them out; fct_prediction_drift reports them. A change of a model's task
+    or classes needs `--full-refresh`, like its feature list.
 #}
 
 with
@@ -32,6 +38,12 @@ monitored_models as (
 model_features as (
 
     select * from {{ ref('stg_raw__model_features') }}
+
+),
+
+model_classes as (
+
+    select * from {{ ref('stg_raw__model_classes') }}
 
 ),
 
@@ -95,9 +107,14 @@ prediction_values as (
         new_inference_logs.request_id,
         new_inference_logs.model_version,
         '__prediction__' as feature_name,
-        'categorical' as feature_type,
-        new_inference_logs.prediction as value_category,
-        cast(null as {{ type_double() }}) as value_number,
+        case when monitored_models.task = 'regression' then 'numeric' else 'categorical' end as feature_type,
+        case
+            when monitored_models.task = 'regression' then null else new_inference_logs.prediction
+        end as value_category,
+        case
+            when monitored_models.task = 'regression'
+                then {{ safe_cast_double('new_inference_logs.prediction') }}
+        end as value_number,
         monitored_models.window_seconds,
         new_inference_logs.scored_at,
         new_inference_logs.loaded_at
@@ -125,6 +142,33 @@ probability_values as (
     from new_inference_logs
     inner join monitored_models
         on new_inference_logs.model_name = monitored_models.model_name
+    where monitored_models.task = 'binary'
+
+),
+
+class_probability_values as (
+
+    select
+        new_inference_logs.model_name,
+        new_inference_logs.request_id,
+        new_inference_logs.model_version,
+        '__probability__:' || model_classes.class_label as feature_name,
+        'numeric' as feature_type,
+        cast(null as {{ dbt.type_string() }}) as value_category,
+        {%- set class_probability = json_extract_field(
+            'new_inference_logs.probabilities_json', 'model_classes.class_label'
+        ) %}
+        {{ safe_cast_double(class_probability) }} as value_number,
+        monitored_models.window_seconds,
+        new_inference_logs.scored_at,
+        new_inference_logs.loaded_at
+
+    from new_inference_logs
+    inner join monitored_models
+        on new_inference_logs.model_name = monitored_models.model_name
+    inner join model_classes
+        on new_inference_logs.model_name = model_classes.model_name
+    where monitored_models.task = 'multiclass'
 
 ),
 
@@ -135,6 +179,8 @@ all_values as (
     select * from prediction_values
     union all
     select * from probability_values
+    union all
+    select * from class_probability_values
 
 ),
 

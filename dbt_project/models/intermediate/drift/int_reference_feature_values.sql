@@ -6,8 +6,9 @@
 
 {#
     The reference values of every reference_id, in long form (one row per reference row × monitored
-    feature, pseudo-features `__prediction__` and `__probability__` included), typed like the
-    window rows:
+    feature, the prediction pseudo-features of int_inference_feature_values_unpivoted included:
+    `__prediction__`, typed by the model's task, and `__probability__` or `__probability__:<class>`),
+    typed like the window rows:
     - model_version models: each version's reference rows (raw.reference_rows),
       reference_id `model_version:<v>`;
     - time_range models: the model's own inference rows scored in [reference_start_at,
@@ -39,6 +40,12 @@ monitored_models as (
 
 ),
 
+model_classes as (
+
+    select * from {{ ref('stg_raw__model_classes') }}
+
+),
+
 inference_values as (
 
     select * from {{ ref('int_inference_feature_values_unpivoted') }}
@@ -53,7 +60,10 @@ window_references as (
 
 version_rows as (
 
-    select reference_rows.*
+    select
+        reference_rows.*,
+        monitored_models.task
+
     from reference_rows
     inner join monitored_models
         on reference_rows.model_name = monitored_models.model_name
@@ -98,9 +108,9 @@ version_values as (
         model_version,
         reference_row_id,
         '__prediction__' as feature_name,
-        'categorical' as feature_type,
-        prediction as value_category,
-        cast(null as {{ type_double() }}) as value_number
+        case when task = 'regression' then 'numeric' else 'categorical' end as feature_type,
+        case when task = 'regression' then null else prediction end as value_category,
+        case when task = 'regression' then {{ safe_cast_double('prediction') }} end as value_number
 
     from version_rows
 
@@ -116,6 +126,26 @@ version_values as (
         {{ finite_double('probability') }} as value_number
 
     from version_rows
+    where task = 'binary'
+
+    union all
+
+    select
+        version_rows.model_name,
+        version_rows.model_version,
+        version_rows.reference_row_id,
+        '__probability__:' || model_classes.class_label as feature_name,
+        'numeric' as feature_type,
+        cast(null as {{ dbt.type_string() }}) as value_category,
+        {%- set class_probability = json_extract_field(
+            'version_rows.probabilities_json', 'model_classes.class_label'
+        ) %}
+        {{ safe_cast_double(class_probability) }} as value_number
+
+    from version_rows
+    inner join model_classes
+        on version_rows.model_name = model_classes.model_name
+    where version_rows.task = 'multiclass'
 
 ),
 

@@ -1,7 +1,8 @@
 {#
     One row per (model_name, model_version) of the model registry mirror: when and why the version
-    was trained, its status, its own validation metrics (from the metrics JSON) and, for a
-    challenger, the comparison with the champion on held-out recent rows that decided it.
+    was trained, its status, the class of its estimator, its own validation metrics (from the
+    metrics JSON) and, for a challenger, the comparison with the champion on held-out recent rows
+    that decided it.
     is_champion: the version serving as champion (status = 'champion').
 #}
 
@@ -20,6 +21,7 @@ final as (
         cast(model_version as {{ dbt.type_int() }}) as model_version,
         cast(trigger as {{ dbt.type_string() }}) as trigger,  -- noqa: RF04
         cast(status as {{ dbt.type_string() }}) as status,
+        cast(estimator as {{ dbt.type_string() }}) as estimator,
         cast(artifact_sha256 as {{ dbt.type_string() }}) as artifact_sha256,
         cast(n_training_rows as {{ dbt.type_int() }}) as n_training_rows,
         cast(n_reference_rows as {{ dbt.type_int() }}) as n_reference_rows,

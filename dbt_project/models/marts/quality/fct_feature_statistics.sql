@@ -93,7 +93,9 @@ window_values as (
         on
             feature_values.model_name = windows_to_compute.model_name
             and feature_values.window_start = windows_to_compute.window_start
-    where feature_values.feature_name not in ('__prediction__', '__probability__')
+    where
+        feature_values.feature_name not in ('__prediction__', '__probability__')
+        and substr(feature_values.feature_name, 1, 16) <> '__probability__:'
 
 ),
 

@@ -16,6 +16,7 @@ renamed as (
         cast(prediction as {{ dbt.type_string() }}) as prediction,
         cast(source as {{ dbt.type_string() }}) as source_name,
         cast(probability as {{ type_double() }}) as probability,
+        cast(probabilities as {{ dbt.type_string() }}) as probabilities_json,
         cast(scored_at as {{ dbt.type_timestamp() }}) as scored_at,
         cast(received_at as {{ dbt.type_timestamp() }}) as received_at,
         cast(loaded_at as {{ dbt.type_timestamp() }}) as loaded_at

@@ -21,6 +21,7 @@ renamed as (
         cast(validation as {{ dbt.type_string() }}) as validation_json,
         cast(decision_reason as {{ dbt.type_string() }}) as decision_reason,
         cast(history as {{ dbt.type_string() }}) as history_json,
+        cast(estimator as {{ dbt.type_string() }}) as estimator,
         cast(created_at as {{ dbt.type_timestamp() }}) as created_at,
         cast(decided_at as {{ dbt.type_timestamp() }}) as decided_at,
         cast(loaded_at as {{ dbt.type_timestamp() }}) as loaded_at

@@ -13,6 +13,8 @@ renamed as (
         cast(reference_kind as {{ dbt.type_string() }}) as reference_kind,
         cast(statistics as {{ dbt.type_string() }}) as statistics_method,
         cast(positive_label as {{ dbt.type_string() }}) as positive_label,
+        {#- rows written before the task column existed are binary models #}
+        cast(coalesce(task, 'binary') as {{ dbt.type_string() }}) as task,  -- noqa: RF04
         cast(spec as {{ dbt.type_string() }}) as spec_text,
         cast(window_seconds as {{ dbt.type_int() }}) as window_seconds,
         cast(min_window_rows as {{ dbt.type_int() }}) as min_window_rows,

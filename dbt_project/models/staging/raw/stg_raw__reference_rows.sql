@@ -16,6 +16,7 @@ renamed as (
         cast(prediction as {{ dbt.type_string() }}) as prediction,
         cast(label as {{ dbt.type_string() }}) as label,  -- noqa: RF04
         cast(probability as {{ type_double() }}) as probability,
+        cast(probabilities as {{ dbt.type_string() }}) as probabilities_json,
         cast(loaded_at as {{ dbt.type_timestamp() }}) as loaded_at
 
     from source
