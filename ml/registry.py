@@ -1,10 +1,12 @@
 """The model registry on disk: one folder per model version under `<home>/models/<model>/`.
 
 Each version folder holds the artifact (`model.skops`: skops does not execute code on load, and only
-the types in `TRUSTED_TYPES` are accepted), `version.json` (metadata, metrics, the artifact's
-SHA-256) and `reference.parquet` (the reference rows). The file `champion` names the version the API
-serves; it is replaced atomically. The warehouse mirrors all of this in `raw.model_registry` and
-`raw.reference_rows` (warehouse/ingest.py).
+the types in `TRUSTED_TYPES` plus those the version recorded when it was registered are accepted),
+`version.json` (metadata, metrics, the artifact's SHA-256) and `reference.parquet` (the reference
+rows). Every artifact is written by driftmart itself from a model it already holds (trained,
+retrained, or registered by its owner: ml/model_files.py), so the types it needs are known then and
+recorded. The file `champion` names the version the API serves; it is replaced atomically. The
+warehouse mirrors all of this in `raw.model_registry` and `raw.reference_rows` (warehouse/ingest.py).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from typing import Any
 
 import pandas as pd
 import skops.io as sio
-from sklearn.pipeline import Pipeline
 
 from ml.errors import DriftmartError
+from ml.estimators import estimator_name
 from ml.spec import ModelSpec
 from ml.train import TrainedModel
 from warehouse.files import write_atomic
@@ -66,6 +68,9 @@ class ModelVersion:
     validation: dict[str, Any] = field(default_factory=dict)
     # The class name of the final estimator (e.g. RandomForestClassifier); "" when imported.
     estimator: str = ""
+    # Types beyond skops' defaults that the artifact holds, accepted when it was registered (the
+    # SHA-256 check makes sure the artifact loaded is the one that was accepted).
+    trusted_types: list[str] = field(default_factory=list)
 
     @property
     def decided_at(self) -> str:
@@ -203,9 +208,14 @@ def register(
     actor: str = "driftmart train",
     evidence: dict[str, Any] | None = None,
 ) -> ModelVersion:
-    """Save a trained model as the next version; the first version of a model becomes champion."""
+    """Save a trained model as the next version; the first version of a model becomes champion.
+
+    The artifact is the model in skops format, whatever it came from; the types skops does not trust
+    by default are recorded with it (driftmart holds the model already: it serialised it itself)."""
+    artifact = sio.dumps(trained.pipeline)
+    trusted = sorted(set(sio.get_untrusted_types(data=artifact)) - set(TRUSTED_TYPES))
     version, target = _next_version_dir(home, spec.model)
-    write_atomic(target / ARTIFACT, sio.dumps(trained.pipeline))
+    write_atomic(target / ARTIFACT, artifact)
     trained.reference.to_parquet(target / REFERENCE, index=False)
     is_first = champion_version(home, spec.model) is None
     status = "champion" if is_first else "challenger"
@@ -223,6 +233,8 @@ def register(
         features=dict(spec.features),
         reference_fingerprint=reference_fingerprint(trained.reference),
         history=[_event("registered", status, actor, f"trigger: {trigger}", evidence)],
+        estimator=estimator_name(trained.pipeline),
+        trusted_types=trusted,
     )
     # version.json is written last: a version without it is an interrupted registration, not a model.
     write_atomic(target / METADATA, json.dumps(asdict(model_version), indent=2).encode())
@@ -308,13 +320,15 @@ def rollback(home: Home, model_name: str, *, actor: str, reason: str = "rollback
     )
 
 
-def load_pipeline(home: Home, model_name: str, version: int | None = None) -> tuple[Pipeline, ModelVersion]:
-    """Load a version's pipeline (default: the champion), verifying its SHA-256 before parsing it."""
+def load_pipeline(home: Home, model_name: str, version: int | None = None) -> tuple[Any, ModelVersion]:
+    """Load a version's model (default: the champion; a scikit-learn estimator or Pipeline),
+    verifying its SHA-256 before parsing it."""
     if version is None:
         version = champion_version(home, model_name)
         if version is None:
             raise RegistryError(
-                f"model {model_name!r} has no champion in {home.models}: run `driftmart train` first"
+                f"model {model_name!r} has no champion in {home.models}: run `driftmart train` first "
+                "(or `driftmart register` for a model of your own)"
             )
     metadata = get_version(home, model_name, version)
     if not metadata.has_artifact:
@@ -332,7 +346,7 @@ def load_pipeline(home: Home, model_name: str, version: int | None = None) -> tu
             f"{artifact} has SHA-256 {actual[:12]}…, the registry recorded "
             f"{metadata.artifact_sha256[:12]}…; refusing to load it"
         )
-    pipeline = sio.loads(data, trusted=TRUSTED_TYPES)
+    pipeline = sio.loads(data, trusted=[*TRUSTED_TYPES, *metadata.trusted_types])
     return pipeline, metadata
 
 

@@ -160,7 +160,8 @@ def _outputs(spec: ModelSpec) -> list[tuple[str, str, str]]:
     outputs = [(spec.prediction, "prediction", "categorical")]
     if spec.prediction_proba:
         outputs.append((spec.prediction_proba, "probability", "numeric"))
-    outputs.append((spec.target, "target", "categorical"))
+    if spec.target:
+        outputs.append((spec.target, "target", "categorical"))
     return outputs
 
 
@@ -246,8 +247,12 @@ def build_drift_report(
         if min(n_current, n_reference) == 0:
             side = "current" if n_current == 0 else "reference"
             skipped[column] = f"no values in the {side} data"
-    n_current_labels, n_reference_labels = counts[spec.target]
-    if spec.target not in skipped and min(n_current_labels, n_reference_labels) < min_labelled:
+    n_current_labels, n_reference_labels = counts[spec.target] if spec.target else (0, 0)
+    if (
+        spec.target
+        and spec.target not in skipped
+        and min(n_current_labels, n_reference_labels) < min_labelled
+    ):
         skipped[spec.target] = (
             f"{n_current_labels} labelled rows in the current data and {n_reference_labels} in the "
             f"reference, fewer than {min_labelled} on a side"

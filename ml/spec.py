@@ -171,6 +171,12 @@ class ModelSpec:
     source: str = "<memory>"
 
     @property
+    def label_column(self) -> str:
+        """The ground truth's column in frames: the spec's target, or `label` when it names none
+        (labels then arrive only through /feedback or a labels file)."""
+        return self.target or "label"
+
+    @property
     def is_classifier(self) -> bool:
         return self.task != "regression"
 
@@ -477,6 +483,10 @@ def parse_spec(raw: Any, source: str = "<memory>") -> ModelSpec:
             raise SpecError(f"{where} has the name of a reserved column (id, timestamp, prediction …)")
         if name in features:
             raise SpecError(f"{where} is declared twice")
+        if name == "__prediction__" or name.startswith("__probability__"):
+            raise SpecError(
+                f"{where}: names starting __prediction__ or __probability__ are the model output's"
+            )
         options: dict[str, Any] = {}
         if isinstance(declaration, dict):
             options = dict(declaration)

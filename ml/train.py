@@ -1,5 +1,9 @@
 """Training: a scikit-learn Pipeline built from the spec, with its validation metrics and reference.
 
+`driftmart train` fits the spec's default pipeline (imputation, scaling, one-hot encoding, then
+LogisticRegression for a classifier, Ridge for a regression). A model of the user's own is registered
+with `driftmart register` instead, and retrained as itself (ml/validation.py).
+
 The held-out validation rows, with the model's predictions, become the version's reference set:
 drift is measured against the data the model was validated on.
 """
@@ -7,32 +11,37 @@ drift is measured against the data the model was validated on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from ml.errors import DriftmartError
+from ml.estimators import (
+    TrainingDataError,
+    feature_frame,
+    label_text,
+    model_inputs,
+    predict_outputs,
+    score,
+)
 from ml.spec import ModelSpec
+
+__all__ = ["TrainedModel", "TrainingDataError", "build_pipeline", "feature_frame", "train_model"]
 
 MISSING_CATEGORY = "__missing__"
 
 
-class TrainingDataError(DriftmartError, ValueError):
-    """Training data that cannot train the spec's model; the message names the column."""
-
-
 @dataclass(frozen=True)
 class TrainedModel:
-    pipeline: Pipeline
+    pipeline: Any  # any fitted scikit-learn estimator or Pipeline
     metrics: dict[str, float]
-    reference: pd.DataFrame  # validation rows: id, features, prediction, probability, target
+    reference: pd.DataFrame  # validation rows: id, features, prediction, probabilities, target
     n_training_rows: int
 
 
@@ -54,32 +63,79 @@ def build_pipeline(spec: ModelSpec, seed: int = 0) -> Pipeline:
         transformers.append(("numeric", numeric, spec.numeric_features))
     if spec.categorical_features:
         transformers.append(("categorical", categorical, spec.categorical_features))
-    return Pipeline(
-        [
-            ("preprocess", ColumnTransformer(transformers)),
-            ("classifier", LogisticRegression(max_iter=2000, random_state=seed)),
-        ]
+    final = (
+        ("classifier", LogisticRegression(max_iter=2000, random_state=seed))
+        if spec.is_classifier
+        else ("regressor", Ridge())
+    )
+    return Pipeline([("preprocess", ColumnTransformer(transformers)), final])
+
+
+def reference_set(
+    spec: ModelSpec, model: Any, features: pd.DataFrame, ids: Any, truth: Any | None
+) -> pd.DataFrame:
+    """Rows with the model's predictions (and probabilities) as a version's reference set: id,
+    features in the spec's order, prediction, the spec's probability column(s), target."""
+    reference = features.reset_index(drop=True).copy()
+    reference.insert(0, spec.id, np.asarray(ids).astype(str))
+    outputs = predict_outputs(spec, model, model_inputs(spec, model, reference))
+    reference[spec.prediction] = outputs.predictions
+    if outputs.probability is not None:
+        reference[spec.prediction_proba or "probability"] = outputs.probability
+    if outputs.probabilities is not None:
+        for label, column in spec.class_probabilities.items():
+            reference[column] = [row.get(label_text(label)) for row in outputs.probabilities]
+    if truth is not None and spec.target:
+        reference[spec.target] = np.asarray(truth)
+    return reference
+
+
+def validated_model(
+    spec: ModelSpec,
+    model: Any,
+    x_valid: pd.DataFrame,
+    y_valid: Any,
+    valid_ids: Any,
+    n_training_rows: int,
+) -> TrainedModel:
+    """A fitted model with its validation metrics and reference set (the validation rows)."""
+    metrics = score(
+        spec, model, model_inputs(spec, model, x_valid), pd.Series(list(y_valid)), with_log_loss=True
+    )
+    return TrainedModel(
+        pipeline=model,
+        metrics=metrics,
+        reference=reference_set(spec, model, x_valid, valid_ids, y_valid),
+        n_training_rows=n_training_rows,
     )
 
 
-def feature_frame(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
-    """The spec's feature columns with the dtypes the pipeline expects (object for categories)."""
-    missing = [name for name in spec.features if name not in frame.columns]
-    if missing:
-        raise TrainingDataError(f"missing feature column(s): {', '.join(missing)}")
-    columns = {}
-    for name, kind in spec.features.items():
-        column = frame[name]
-        if kind == "numeric":
-            converted = pd.to_numeric(column, errors="coerce").astype(float)
-            bad = column.notna() & converted.isna()
-            if bad.any():
-                row = int(np.flatnonzero(bad.to_numpy())[0])
-                raise TrainingDataError(f"column {name!r}: {column.iloc[row]!r} at row {row} is not a number")
-            columns[name] = converted
-        else:
-            columns[name] = column.astype(object).where(column.notna(), np.nan)
-    return pd.DataFrame(columns, index=frame.index)
+def training_target(spec: ModelSpec, frame: pd.DataFrame) -> pd.Series:
+    """The labelled rows' target, checked for the spec's task."""
+    if not spec.target:
+        raise TrainingDataError("the spec names no target column: training needs one (key 'target')")
+    if spec.target not in frame.columns:
+        raise TrainingDataError(f"missing target column {spec.target!r}")
+    target = frame.loc[frame[spec.target].notna(), spec.target]
+    if spec.task == "binary" and target.nunique() != 2:
+        raise TrainingDataError(
+            f"target {spec.target!r} must have exactly two classes, found {target.nunique()}"
+        )
+    if spec.task == "multiclass":
+        known = {label_text(label) for label in spec.class_probabilities}
+        unknown = sorted({label_text(value) for value in target} - known, key=str)
+        if unknown:
+            raise TrainingDataError(
+                f"target {spec.target!r} has class(es) {', '.join(map(repr, unknown))} that the spec's "
+                f"prediction_proba mapping does not name"
+            )
+    if spec.task == "regression":
+        numbers = pd.to_numeric(target, errors="coerce")
+        if numbers.isna().any():
+            row = int(np.flatnonzero(numbers.isna().to_numpy())[0])
+            raise TrainingDataError(f"target {spec.target!r}: {target.iloc[row]!r} is not a number")
+        target = numbers.astype(float)
+    return target
 
 
 def train_model(
@@ -90,44 +146,24 @@ def train_model(
     validation_share: float = 0.25,
     validation: pd.DataFrame | None = None,
 ) -> TrainedModel:
-    """Fit the spec's pipeline on `frame` and validate it on a stratified held-out share of it, or
-    on `validation` when given (its rows then become the reference set)."""
-    if spec.target not in frame.columns:
-        raise TrainingDataError(f"missing target column {spec.target!r}")
-    labelled = frame[frame[spec.target].notna()]
-    target = labelled[spec.target]
-    if target.nunique() != 2:
-        raise TrainingDataError(
-            f"target {spec.target!r} must have exactly two classes, found {target.nunique()}"
-        )
+    """Fit the spec's pipeline on `frame` and validate it on a (stratified, for a classifier)
+    held-out share of it, or on `validation` when given (its rows then become the reference set)."""
+    target = training_target(spec, frame)
+    labelled = frame.loc[target.index]
     features = feature_frame(spec, labelled)
     if validation is None:
         x_train, x_valid, y_train, y_valid = train_test_split(
-            features, target, test_size=validation_share, random_state=seed, stratify=target
+            features,
+            target,
+            test_size=validation_share,
+            random_state=seed,
+            stratify=target if spec.is_classifier else None,
         )
+        source = labelled
     else:
         x_train, y_train = features, target
-        validation = validation[validation[spec.target].notna()]
-        x_valid, y_valid = feature_frame(spec, validation), validation[spec.target]
+        source = validation[validation[spec.target].notna()]
+        x_valid, y_valid = feature_frame(spec, source), training_target(spec, source)
     pipeline = build_pipeline(spec, seed).fit(x_train, y_train)
-    probability = pipeline.predict_proba(x_valid)[:, 1]
-    prediction = pipeline.predict(x_valid)
-    metrics = {
-        "accuracy": float(accuracy_score(y_valid, prediction)),
-        "roc_auc": float(roc_auc_score(y_valid, probability)),
-        "f1": float(f1_score(y_valid, prediction, pos_label=pipeline.classes_[1])),
-        "log_loss": float(log_loss(y_valid, pipeline.predict_proba(x_valid))),
-    }
-    reference = x_valid.copy()
-    source = labelled if validation is None else validation
-    id_column = source.loc[x_valid.index, spec.id] if spec.id in source else x_valid.index
-    reference.insert(0, spec.id, np.asarray(id_column).astype(str))
-    reference[spec.prediction] = prediction
-    reference[spec.prediction_proba or "probability"] = probability
-    reference[spec.target] = y_valid.to_numpy()
-    return TrainedModel(
-        pipeline=pipeline,
-        metrics=metrics,
-        reference=reference.reset_index(drop=True),
-        n_training_rows=len(x_train),
-    )
+    ids = source.loc[x_valid.index, spec.id] if spec.id in source else x_valid.index
+    return validated_model(spec, pipeline, x_valid, y_valid, ids, len(x_train))

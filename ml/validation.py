@@ -1,6 +1,11 @@
 """Retraining and validation: a challenger is trained on the champion's reference plus recent
 labelled production rows, and compared with the champion on held-out recent labelled rows.
 
+The challenger is the champion's own estimator refit: `sklearn.base.clone(champion)` (same type,
+same hyperparameters, unfitted) fitted on those rows, or the spec's `retrain.fit` function when it
+names one. Labels arrive as text from the warehouse; they are cast back to the type of the
+champion's classes first, so a model whose classes are ints keeps answering ints.
+
 The most recent rows (by score time) are held out: both models are judged on the traffic they
 will serve next, never on rows either was trained on. The challenger is promoted only if it beats
 the champion by the margin on the chosen metric and its own reference no longer drifts from the
@@ -9,24 +14,33 @@ held-out traffic.
 
 from __future__ import annotations
 
+import copy
+import importlib
+import logging
+import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from sklearn.base import clone
 from sklearn.model_selection import train_test_split
-from sklearn.pipeline import Pipeline
 
 from ml.errors import DriftmartError
-from ml.spec import ModelSpec, RetrainPolicy
-from ml.train import TrainedModel, feature_frame, train_model
+from ml.estimators import check_model, feature_frame, labels_as_classes, model_inputs, score
+from ml.spec import LOWER_IS_BETTER, RETRAIN_METRICS, ModelSpec, RetrainPolicy
+from ml.train import TrainedModel, validated_model
 
-METRICS = ("roc_auc", "accuracy", "f1")
+logger = logging.getLogger("driftmart.validation")
 PSI_EPSILON = 1e-4  # the dbt var drift_share_epsilon's default
 
 
 class NotEnoughLabelsError(DriftmartError):
     """Too few labelled production rows to retrain and validate honestly."""
+
+
+class RetrainFitError(DriftmartError):
+    """The spec's `retrain.fit` function cannot be imported, or did not return a fitted model."""
 
 
 @dataclass(frozen=True)
@@ -46,8 +60,8 @@ class Validation:
     def to_dict(self) -> dict:
         """As stored in the registry; the metric's two scores also flat, for SQL readers."""
         return asdict(self) | {
-            "champion_score": self.champion[self.metric],
-            "challenger_score": self.challenger[self.metric],
+            "champion_score": self.champion.get(self.metric),
+            "challenger_score": self.challenger.get(self.metric),
         }
 
 
@@ -62,41 +76,95 @@ def split_recent(
     ordered = labelled.sort_values(spec.timestamp, kind="stable")
     n_holdout = max(1, round(len(ordered) * policy.holdout_share))
     holdout = ordered.iloc[-n_holdout:]
-    if holdout[spec.target].nunique() < 2:
+    if spec.is_classifier and holdout[spec.label_column].nunique() < 2:
         raise NotEnoughLabelsError("the held-out recent rows have a single class: cannot compare ROC AUC")
     return ordered.iloc[:-n_holdout], holdout
 
 
-def evaluate(spec: ModelSpec, pipeline: Pipeline, rows: pd.DataFrame) -> dict[str, float]:
-    features = feature_frame(spec, rows)
-    truth = rows[spec.target].astype(str).to_numpy()
-    classes = [str(label) for label in pipeline.classes_]
-    probabilities = pipeline.predict_proba(features)
-    probability = probabilities[:, 1]
-    predicted = np.asarray(classes)[probabilities.argmax(axis=1)]
-    positive = classes[1]
-    return {
-        "roc_auc": float(roc_auc_score(truth == positive, probability)),
-        "accuracy": float(accuracy_score(truth, predicted)),
-        "f1": float(f1_score(truth == positive, predicted == positive)),
-    }
+def evaluate(spec: ModelSpec, model: Any, rows: pd.DataFrame) -> dict[str, float]:
+    """The task's retrain metrics (RETRAIN_METRICS) of `model` on labelled rows."""
+    metrics = score(spec, model, model_inputs(spec, model, rows), rows[spec.label_column])
+    return {name: metrics[name] for name in RETRAIN_METRICS[spec.task] if name in metrics}
+
+
+def load_fit_function(reference: str) -> Any:
+    """The function `package.module:function` names (the spec's retrain.fit)."""
+    module_name, _, function_name = reference.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:
+        raise RetrainFitError(
+            f"retrain.fit {reference!r}: cannot import {module_name}: {type(error).__name__}: {error} "
+            "(is its package installed in driftmart's environment?)"
+        ) from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise RetrainFitError(f"retrain.fit {reference!r}: {module_name} has no function {function_name}")
+    return function
+
+
+def fit_challenger(spec: ModelSpec, champion: Any, features: pd.DataFrame, labels: np.ndarray) -> Any:
+    """`clone(champion)` fitted on the rows, or the spec's `retrain.fit(champion, X, y)` (given a copy
+    of the fitted champion, so it may refit it in place, clone it or warm-start from it)."""
+    if spec.retrain.fit is None:
+        return clone(champion).fit(features, labels)
+    fitted = load_fit_function(spec.retrain.fit)(copy.deepcopy(champion), features, labels)
+    if fitted is None or not hasattr(fitted, "predict"):
+        raise RetrainFitError(
+            f"retrain.fit {spec.retrain.fit!r} returned {type(fitted).__name__}, not a fitted estimator"
+        )
+    return fitted
+
+
+def _labelled_as_classes(spec: ModelSpec, rows: pd.DataFrame, champion: Any, what: str) -> pd.DataFrame:
+    """The rows with their labels in the type of the champion's classes; rows whose label is no class
+    of the champion (or no number, for a regression) are left out, and counted in the log."""
+    labels = labels_as_classes(spec, rows[spec.label_column], champion)
+    known = np.asarray([value is not None and value == value for value in labels], dtype=bool)
+    if not known.all():
+        logger.warning(
+            "%s: %d row(s) whose label is not a class of the champion are left out", what, (~known).sum()
+        )
+    kept = rows.loc[known].copy()
+    values = labels[known]
+    if spec.is_classifier:
+        values = np.asarray(list(values), dtype=np.asarray(champion.classes_).dtype)
+    kept[spec.label_column] = values
+    return kept
 
 
 def train_challenger(
-    spec: ModelSpec, reference: pd.DataFrame, recent: pd.DataFrame, *, seed: int = 0
+    spec: ModelSpec, reference: pd.DataFrame, recent: pd.DataFrame, *, champion: Any, seed: int = 0
 ) -> TrainedModel:
-    """Fit on the champion's reference rows plus most recent labelled rows; a stratified quarter of
-    the recent rows is the challenger's validation and reference set, so its drift baseline is the
-    traffic it was trained for, not the past it replaces."""
-    columns = [spec.id, *spec.features, spec.target]
-    recent = recent[columns].assign(**{spec.target: recent[spec.target].astype(str)})
+    """Refit the champion's estimator on its reference rows plus most recent labelled rows; a
+    (stratified, for a classifier) quarter of the recent rows is the challenger's validation and
+    reference set, so its drift baseline is the traffic it was trained for, not the past it replaces."""
+    columns = [spec.id, *spec.features, spec.label_column]
+    recent = _labelled_as_classes(spec, recent[columns], champion, "recent rows")
     reference = reference[[column for column in columns if column in reference]]
-    reference = reference.assign(**{spec.target: reference[spec.target].astype(str)})
+    if spec.label_column in reference:
+        reference = _labelled_as_classes(spec, reference, champion, "reference rows")
+    else:
+        reference = reference.iloc[0:0]
+    stratify = None
+    if spec.is_classifier and recent[spec.label_column].value_counts().min() >= 2:
+        stratify = recent[spec.label_column]
     recent_fit, recent_reference = train_test_split(
-        recent, test_size=0.25, random_state=seed, stratify=recent[spec.target]
+        recent, test_size=0.25, random_state=seed, stratify=stratify
     )
     combined = pd.concat([reference, recent_fit], ignore_index=True)
-    return train_model(spec, combined, seed=seed, validation=recent_reference.reset_index(drop=True))
+    labels = combined[spec.label_column].to_numpy()
+    model = fit_challenger(spec, champion, model_inputs(spec, champion, combined), labels)
+    check_model(spec, model)
+    recent_reference = recent_reference.reset_index(drop=True)
+    return validated_model(
+        spec,
+        model,
+        feature_frame(spec, recent_reference),
+        recent_reference[spec.label_column],
+        recent_reference[spec.id],
+        len(combined),
+    )
 
 
 def reference_psi(reference: pd.Series, current: pd.Series, kind: str, bins: int = 10) -> float:
@@ -131,7 +199,7 @@ def reference_psi(reference: pd.Series, current: pd.Series, kind: str, bins: int
 
 def validate(
     spec: ModelSpec,
-    champion: Pipeline,
+    champion: Any,
     champion_version: int,
     challenger: TrainedModel,
     challenger_version: int,
@@ -140,7 +208,8 @@ def validate(
     *,
     psi_threshold: float = 0.2,
 ) -> Validation:
-    """Compare the challenger with the champion on the held-out rows and re-check its drift."""
+    """Compare the challenger with the champion on the held-out rows and re-check its drift.
+    For an error metric (rmse, mae) lower is better: the challenger must be lower by the margin."""
     champion_metrics = evaluate(spec, champion, holdout)
     challenger_metrics = evaluate(spec, challenger.pipeline, holdout)
     drifted = [
@@ -148,13 +217,21 @@ def validate(
         for name, kind in spec.features.items()
         if reference_psi(challenger.reference[name], holdout[name], kind) >= psi_threshold
     ]
-    gain = challenger_metrics[policy.metric] - champion_metrics[policy.metric]
+    metric = policy.metric
+    champion_score = champion_metrics.get(metric, math.nan)
+    challenger_score = challenger_metrics.get(metric, math.nan)
+    lower_is_better = metric in LOWER_IS_BETTER
+    gain = champion_score - challenger_score if lower_is_better else challenger_score - champion_score
     dataset_drifted = len(drifted) / len(spec.features) >= spec.thresholds["dataset_drift_share"]
-    if gain < policy.promotion_margin:
+    if not math.isfinite(gain):
+        promote = False
+        reason = f"{metric} cannot be computed on the {len(holdout)} held-out rows: keeping the champion"
+    elif gain < policy.promotion_margin:
         promote = False
         reason = (
-            f"challenger {policy.metric} {challenger_metrics[policy.metric]:.4f} does not beat the "
-            f"champion's {champion_metrics[policy.metric]:.4f} by the margin {policy.promotion_margin:g}"
+            f"challenger {metric} {challenger_score:.4f} does not beat the "
+            f"champion's {champion_score:.4f} by the margin {policy.promotion_margin:g}"
+            + (" (lower is better)" if lower_is_better else "")
         )
     elif dataset_drifted:
         promote = False
@@ -162,8 +239,9 @@ def validate(
     else:
         promote = True
         reason = (
-            f"challenger {policy.metric} {challenger_metrics[policy.metric]:.4f} beats the champion's "
-            f"{champion_metrics[policy.metric]:.4f} (margin {policy.promotion_margin:g})"
+            f"challenger {metric} {challenger_score:.4f} beats the champion's "
+            f"{champion_score:.4f} (margin {policy.promotion_margin:g}"
+            + (", lower is better)" if lower_is_better else ")")
         )
     return Validation(
         metric=policy.metric,

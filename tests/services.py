@@ -38,14 +38,15 @@ def require_service(available: bool, message: str) -> None:
 DRIFTMART = str(Path(sys.executable).with_name("driftmart"))
 
 
-def start_api_server(home, timeout: float = 60) -> tuple[subprocess.Popen, str]:
+def start_api_server(home, timeout: float = 60, spec=None) -> tuple[subprocess.Popen, str]:
     """A real `driftmart serve` on a free port, in its own session; returns it and its base URL once
-    /health answers. Stop it with stop_process_group."""
+    /health answers. Stop it with stop_process_group. `spec`: a spec file (default: the demo's)."""
     import httpx
 
     port = free_port()
     process = subprocess.Popen(
-        [DRIFTMART, "--home", str(home.root), "serve", "--port", str(port)],
+        [DRIFTMART, "--home", str(home.root), "serve", "--port", str(port)]
+        + (["--spec", str(spec)] if spec is not None else []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,

@@ -15,10 +15,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import numpy as np
 import pandas as pd
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,22 +26,25 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
-from sklearn.pipeline import Pipeline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ml import registry
+from ml.estimators import estimator_name, model_classes, model_inputs, predict_outputs
 from ml.serving.batching import Combiner
 from ml.serving.schemas import (
     ErrorBody,
-    Feedback,
     FeedbackAccepted,
     ModelInfo,
     Prediction,
+    feedback_fields,
+    feedback_model,
+    label_choices,
     prediction_request_model,
+    prediction_response_model,
+    request_fields,
 )
 from ml.spec import ModelSpec
-from ml.train import feature_frame
 from warehouse.home import Home
 from warehouse.landing import LandingWriter
 
@@ -96,7 +99,8 @@ class StreamedBodyLimit:
 
 
 class ServedModel:
-    """The champion pipeline, swapped atomically when the registry names a new champion.
+    """The champion model (any scikit-learn estimator or Pipeline), swapped atomically when the
+    registry names a new champion.
 
     A new champion that fails verification (missing or tampered artifact) is not loaded: the current
     model keeps serving and the error is logged.
@@ -108,7 +112,7 @@ class ServedModel:
         self._next_check = 0.0
         self.pipeline, self.version = registry.load_pipeline(home, spec.model)
 
-    def current(self) -> tuple[Pipeline, registry.ModelVersion]:
+    def current(self) -> tuple[Any, registry.ModelVersion]:
         now = time.monotonic()
         if now >= self._next_check:
             with self._lock:
@@ -128,6 +132,35 @@ class ServedModel:
             return
         self.pipeline, self.version = pipeline, version  # readers see the old or the new pair
         logger.info("now serving %s v%s", self.spec.model, version.model_version)
+
+
+class FieldsError(Exception):
+    """A body valid field by field but not as a whole (two names of the id that disagree, a label
+    that is no class of the model): a 422 naming the fields as the client wrote them."""
+
+    def __init__(self, fields: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{field['field']}: {field['message']}" for field in fields))
+        self.fields = fields
+
+
+def _one_value(row: BaseModel, keys: tuple[tuple[str, str], ...], prefix: str) -> Any:
+    """The value given under any of `keys` ((key, field name): the spec's name, the generic one);
+    two different values is a FieldsError naming both."""
+    given = [(key, getattr(row, name)) for key, name in keys if getattr(row, name) is not None]
+    if len({value for _, value in given}) > 1:
+        named = " and ".join(key for key, _ in given)
+        message = f"{named} are both given, with different values: give one (or the same value)"
+        raise FieldsError([{"field": prefix + key, "message": message} for key, _ in given])
+    return given[0][1] if given else None
+
+
+@dataclass(frozen=True)
+class ScoredRow:
+    """One row to predict: the id and timestamp it came with (if any) and its feature values."""
+
+    request_id: str | None
+    scored_at: datetime | None
+    features: dict[str, Any]
 
 
 def _error_response(status: int, message: str, fields: list[dict[str, Any]] | None = None) -> JSONResponse:
@@ -231,57 +264,79 @@ def create_app(
             message = "the request body could not be parsed: send UTF-8 JSON"
         return JSONResponse(status_code=error.status_code, content={"error": message})
 
+    @app.exception_handler(FieldsError)
+    async def invalid_fields(_: Request, error: FieldsError) -> JSONResponse:
+        return _error_response(422, f"invalid request: {error}", error.fields)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
         fields = _field_errors(list(error.errors()))
         summary = "; ".join(f"{field['field']}: {field['message']}" for field in fields)
         return _error_response(422, f"invalid request: {summary}", fields)
 
-    def _predict_rows(rows: list[BaseModel]) -> list[Prediction]:
-        pipeline, version = served.current()
-        frame = pd.DataFrame([{name: getattr(row, name) for name in spec.features} for row in rows])
-        probabilities = pipeline.predict_proba(feature_frame(spec, frame))
-        classes = pipeline.classes_
-        chosen = probabilities.argmax(axis=1)
-        now = datetime.now(UTC).replace(tzinfo=None)
-        records, answers = [], []
-        for row, index, probability in zip(rows, chosen, probabilities[:, 1], strict=True):
-            request_id = getattr(row, spec.id) or uuid.uuid4().hex
-            scored_at = getattr(row, spec.timestamp) or now  # naive UTC (schemas.Timestamp)
-            prediction = classes[index].item() if isinstance(classes[index], np.generic) else classes[index]
-            records.append(
-                {
-                    "model": spec.model,
-                    "request_id": request_id,
-                    "model_version": version.model_version,
-                    "scored_at": scored_at.isoformat(),
-                    "received_at": now.isoformat(),
-                    "features": {name: getattr(row, name) for name in spec.features},
-                    "prediction": prediction,
-                    "probability": float(probability),
-                }
-            )
-            answers.append(
-                Prediction(
-                    request_id=request_id,
-                    prediction=prediction,
-                    probability=float(probability),
-                    model_version=version.model_version,
+    fields = request_fields(spec)
+    response_model = prediction_response_model(spec)
+    feedback_keys = feedback_fields(spec)
+    feedback_schema = feedback_model(spec, model_classes(served.pipeline) if spec.is_classifier else None)
+
+    def scored_rows(payload: list[BaseModel], indexed: bool) -> list[ScoredRow]:
+        rows = []
+        for index, row in enumerate(payload):
+            prefix = f"{index}." if indexed else ""
+            rows.append(
+                ScoredRow(
+                    request_id=_one_value(row, fields.ids, prefix),
+                    scored_at=_one_value(row, fields.timestamps, prefix),
+                    features={key: getattr(row, name) for key, name in fields.features},
                 )
             )
+        return rows
+
+    def _predict_rows(rows: list[ScoredRow]) -> list[Prediction]:
+        model, version = served.current()
+        frame = pd.DataFrame([row.features for row in rows], columns=list(spec.features))
+        # What the model's own predict (and predict_proba) answers, in its own type (ml/estimators.py).
+        outputs = predict_outputs(spec, model, model_inputs(spec, model, frame))
+        now = datetime.now(UTC).replace(tzinfo=None)
+        records, answers = [], []
+        for position, row in enumerate(rows):
+            request_id = row.request_id or uuid.uuid4().hex
+            scored_at = row.scored_at or now  # naive UTC (schemas.Timestamp)
+            prediction = outputs.predictions[position]
+            probability = outputs.probability[position] if outputs.probability is not None else None
+            record: dict[str, Any] = {
+                "model": spec.model,
+                "request_id": request_id,
+                "model_version": version.model_version,
+                "scored_at": scored_at.isoformat(),
+                "received_at": now.isoformat(),
+                "features": row.features,
+                "prediction": prediction,
+                "probability": probability,
+            }
+            answer: dict[str, Any] = {
+                "request_id": request_id,
+                "prediction": prediction,
+                "probability": probability,
+                "model_version": version.model_version,
+            }
+            if outputs.probabilities is not None:
+                record["probabilities"] = answer["probabilities"] = outputs.probabilities[position]
+            records.append(record)
+            answers.append(response_model(**answer))
         with log_write_latency.labels("inference").time():
             writers["inference"].append(records)  # on disk before we answer
         predictions_total.inc(len(records))
         return answers
 
     # Concurrent requests share one model call and one durable write (ml/serving/batching.py).
-    predictions: Combiner[BaseModel, Prediction] = Combiner(_predict_rows)
+    predictions: Combiner[ScoredRow, Prediction] = Combiner(_predict_rows)
 
-    @app.post("/predict", response_model=Prediction, responses=ERROR_RESPONSES)
-    def predict(payload: Annotated[request_model, Body()]) -> Prediction:  # type: ignore[valid-type]
-        return predictions.submit([payload])[0]
+    @app.post("/predict", response_model=response_model, responses=ERROR_RESPONSES)
+    def predict(payload: Annotated[request_model, Body()]) -> Any:  # type: ignore[valid-type]
+        return predictions.submit(scored_rows([payload], indexed=False))[0]
 
-    @app.post("/predict/batch", response_model=list[Prediction], responses=ERROR_RESPONSES)
+    @app.post("/predict/batch", response_model=list[response_model], responses=ERROR_RESPONSES)
     def predict_batch(
         # The limits are documented in the OpenAPI schema and checked below: an empty batch is a 422,
         # one over the limit a 413 (too large), not a validation error.
@@ -300,38 +355,67 @@ def create_app(
             return _error_response(
                 413, f"batch of {len(payload)} rows is larger than the limit of {max_batch}"
             )
-        return predictions.submit(payload)
+        return predictions.submit(scored_rows(payload, indexed=True))
+
+    def checked_label(item: BaseModel, prefix: str, choices: list[Any] | None) -> Any:
+        label = item.label  # type: ignore[attr-defined]
+        if choices is not None and not any(type(label) is type(c) and label == c for c in choices):
+            shown = ", ".join(map(repr, choices))
+            raise FieldsError(
+                [
+                    {
+                        "field": prefix + feedback_keys.label,
+                        "message": f"{label!r} is not a class of the model (one of {shown})",
+                    }
+                ]
+            )
+        return label
 
     @app.post("/feedback", response_model=FeedbackAccepted, responses=ERROR_RESPONSES)
     def feedback(
-        payload: Annotated[Feedback | Annotated[list[Feedback], Field(min_length=1)], Body()],
+        payload: Annotated[
+            feedback_schema | Annotated[list[feedback_schema], Field(min_length=1)],  # type: ignore[valid-type]
+            Body(),
+        ],
     ) -> Any:
-        items = payload if isinstance(payload, list) else [payload]
+        indexed = isinstance(payload, list)
+        items = payload if indexed else [payload]
         if not items:
             return _error_response(
                 422,
                 "invalid request: no feedback given",
                 [{"field": "(body)", "message": "empty list"}],
             )
+        model, _ = served.current()
+        choices = label_choices(model_classes(model)) if spec.is_classifier else None
+        records = []
+        for index, item in enumerate(items):
+            prefix = f"{index}." if indexed else ""
+            request_id = _one_value(item, feedback_keys.ids, prefix)
+            if request_id is None:
+                raise FieldsError([{"field": prefix + feedback_keys.ids[0][0], "message": "Field required"}])
+            records.append(
+                {
+                    "model": spec.model,
+                    "request_id": request_id,
+                    "label": checked_label(item, prefix, choices),
+                }
+            )
         now = datetime.now(UTC).replace(tzinfo=None).isoformat()
         with log_write_latency.labels("feedback").time():
-            writers["feedback"].append(
-                [
-                    {
-                        "model": spec.model,
-                        "request_id": item.request_id,
-                        "label": item.label,
-                        "received_at": now,
-                    }
-                    for item in items
-                ]
-            )
+            writers["feedback"].append([record | {"received_at": now} for record in records])
         return FeedbackAccepted(accepted=len(items))
 
     @app.get("/model", response_model=ModelInfo)
     def model_info() -> ModelInfo:
-        _, version = served.current()
-        return ModelInfo(model=spec.model, model_version=version.model_version, features=dict(spec.features))
+        model, version = served.current()
+        return ModelInfo(
+            model=spec.model,
+            model_version=version.model_version,
+            features=dict(spec.features),
+            task=spec.task,
+            estimator=version.estimator or estimator_name(model),
+        )
 
     @app.get("/health")
     def health() -> dict[str, Any]:

@@ -26,7 +26,7 @@ CHAMPION = dg.AssetKey(["model", "champion"])
     kinds={"scikitlearn"},
 )
 def challenger_model(context: dg.AssetExecutionContext, driftmart: DriftmartResource) -> dg.MaterializeResult:
-    """Train a challenger on the champion's reference plus the labelled rows since the drift began
+    """Refit the champion's estimator on its reference plus the labelled rows since the drift began
     (the most recent ones when run by hand), and validate it against the champion on the newest."""
     home, spec = driftmart.home, driftmart.spec()
     policy = spec.retrain
@@ -36,7 +36,9 @@ def challenger_model(context: dg.AssetExecutionContext, driftmart: DriftmartReso
         labelled = labelled_rows(connection, spec, policy.max_training_rows, since=decision.drift_started_at)
     fit_rows, holdout = split_recent(spec, labelled, policy)
     reference = registry.load_reference(home, spec.model, champion.model_version)
-    challenger = train_challenger(spec, reference, fit_rows)
+    # The champion's own estimator refit (clone, or the spec's retrain.fit): its type and
+    # hyperparameters survive the retrain.
+    challenger = train_challenger(spec, reference, fit_rows, champion=champion_pipeline)
     evidence = {"reason": decision.reason}
     if decision.trigger_window is not None:
         evidence["trigger_window"] = f"{decision.trigger_window:%Y-%m-%dT%H:%M:%S}"
@@ -61,13 +63,14 @@ def challenger_model(context: dg.AssetExecutionContext, driftmart: DriftmartReso
     registry.record_validation(home, spec.model, version.model_version, verdict.to_dict())
     context.log.info(f"challenger v{version.model_version}: {verdict.reason}")
     rows = [
-        f"| {metric} | {verdict.champion[metric]:.4f} | {verdict.challenger[metric]:.4f} |"
+        f"| {metric} | {verdict.champion[metric]:.4f} | {verdict.challenger.get(metric, float('nan')):.4f} |"
         for metric in verdict.champion
     ]
     return dg.MaterializeResult(
         metadata={
             "challenger_version": version.model_version,
             "champion_version": champion.model_version,
+            "estimator": version.estimator,
             "trigger": decision.reason,
             "n_training_rows": verdict.n_training_rows,
             "n_holdout": verdict.n_holdout,

@@ -113,7 +113,13 @@ def test_feedback_single_and_list(client, trained_home):
 
 
 def test_model_health_and_metrics(client, spec, rows):
-    assert client.get("/model").json() == {"model": "car_loan", "model_version": 1, "features": spec.features}
+    assert client.get("/model").json() == {
+        "model": "car_loan",
+        "model_version": 1,
+        "features": spec.features,
+        "task": "binary",
+        "estimator": "LogisticRegression",
+    }
     assert client.get("/health").json()["status"] == "ok"
     client.post("/predict", json=rows[0])
     text = client.get("/metrics").text

@@ -75,6 +75,7 @@ def test_valid_spec_reads_every_key(tmp_path):
             "fit must name a function as 'package.module:function'",
         ),
         (VALID + "segments: store\n", "key 'segments' must be a list"),
+        (VALID.replace("salary_range", "__probability__:1"), "are the model output's"),
         (VALID.replace("window: 1d", "window: daily"), "key 'window': 'daily' is not a window length"),
         (VALID + "colour: blue\n", "unknown key(s): colour"),
         (VALID.replace("psi: 0.25", "psi: -1"), "thresholds: psi must be a positive number"),

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from ml import registry
@@ -6,6 +7,7 @@ from ml.datasets import generate
 from ml.spec import RetrainPolicy
 from ml.validation import (
     NotEnoughLabelsError,
+    RetrainFitError,
     reference_psi,
     split_recent,
     train_challenger,
@@ -23,7 +25,7 @@ def challenge(trained_home, spec, recent, policy=None):
     champion, champion_meta = registry.load_pipeline(trained_home, spec.model)
     reference = registry.load_reference(trained_home, spec.model, champion_meta.model_version)
     fit_rows, holdout = split_recent(spec, recent, policy)
-    challenger = train_challenger(spec, reference, fit_rows)
+    challenger = train_challenger(spec, reference, fit_rows, champion=champion)
     return validate(spec, champion, 1, challenger, 2, holdout, policy), challenger, holdout
 
 
@@ -41,7 +43,7 @@ def test_challenger_on_shuffled_labels_is_rejected_with_the_reason(trained_home,
     fit_rows, _ = split_recent(spec, recent, RetrainPolicy())
     clean_holdout = recent_rows("no_drift", spec, seed=9).tail(700)
     reference = registry.load_reference(trained_home, spec.model, 1)
-    challenger = train_challenger(spec, reference.head(50), fit_rows)
+    challenger = train_challenger(spec, reference.head(50), fit_rows, champion=champion)
     verdict = validate(spec, champion, 1, challenger, 2, clean_holdout, RetrainPolicy(promotion_margin=0.01))
     assert not verdict.promote
     assert "does not beat the champion's" in verdict.reason
@@ -82,3 +84,81 @@ def test_lifecycle_promote_reject_rollback_is_recorded(trained_home, spec):
 def test_rollback_without_a_previous_champion_is_refused(trained_home, spec):
     with pytest.raises(registry.RegistryError, match="nothing to roll back to"):
         registry.rollback(trained_home, spec.model, actor="operator")
+
+
+def more_trees(champion, features, labels):
+    """A `retrain.fit` function for the test below: the user's own training code."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline(
+        [("preprocess", champion.steps[0][1]), ("forest", RandomForestClassifier(20, random_state=0))]
+    ).fit(features, labels)
+
+
+def test_the_challenger_is_the_champions_estimator_refit_with_the_champions_class_type(trained_home, spec):
+    champion, _ = registry.load_pipeline(trained_home, spec.model)
+    _, challenger, holdout = challenge(trained_home, spec, recent_rows("concept_drift", spec))
+    final, champion_final = challenger.pipeline.steps[-1][1], champion.steps[-1][1]
+    assert type(final) is type(champion_final) and final.get_params() == champion_final.get_params()
+    assert final is not champion_final
+    # labels come from the warehouse as text ("1"); the challenger still answers ints, as v1 did
+    assert challenger.pipeline.classes_.tolist() == [0, 1] and challenger.pipeline.classes_.dtype.kind == "i"
+    assert isinstance(challenger.pipeline.predict(holdout[list(spec.features)])[0], np.integer)
+
+
+def test_retrain_fit_names_the_users_own_training_function(trained_home, spec):
+    from dataclasses import replace
+
+    custom = replace(spec, retrain=replace(spec.retrain, fit="tests.ml.test_validation:more_trees"))
+    champion, _ = registry.load_pipeline(trained_home, spec.model)
+    fit_rows, _ = split_recent(custom, recent_rows("concept_drift", spec), custom.retrain)
+    reference = registry.load_reference(trained_home, spec.model, 1)
+    challenger = train_challenger(custom, reference, fit_rows, champion=champion)
+    assert type(challenger.pipeline.steps[-1][1]).__name__ == "RandomForestClassifier"
+    assert challenger.pipeline.classes_.dtype.kind == "i"
+    broken = replace(spec, retrain=replace(spec.retrain, fit="tests.ml.no_such_module:fit"))
+    with pytest.raises(RetrainFitError, match=r"cannot import tests\.ml\.no_such_module"):
+        train_challenger(broken, reference, fit_rows, champion=champion)
+
+
+def test_a_regression_challenger_wins_by_a_lower_rmse(tmp_path):
+    from sklearn.linear_model import Ridge
+
+    from ml.spec import parse_spec
+    from ml.train import train_model
+
+    spec = parse_spec(
+        {
+            "model": "prices",
+            "timestamp": "at",
+            "id": "id",
+            "prediction": "price_hat",
+            "target": "price",
+            "task": "regression",
+            "features": {"size": "numeric", "city": "categorical"},
+        }
+    )
+    rng = np.random.default_rng(1)
+
+    def rows(n, slope, start):
+        size = rng.uniform(20, 200, n)
+        city = rng.choice(["a", "b"], n)
+        return pd.DataFrame(
+            {
+                "id": [f"r{start + i}" for i in range(n)],
+                "at": pd.Timestamp("2026-01-01") + pd.to_timedelta(np.arange(n), unit="min"),
+                "size": size,
+                "city": city,
+                "price": slope * size + 100 * (city == "b") + rng.normal(0, 10, n),
+            }
+        )
+
+    trained = train_model(spec, rows(500, 3.0, 0))
+    assert isinstance(trained.pipeline.steps[-1][1], Ridge) and {"rmse", "mae", "r2"} <= set(trained.metrics)
+    recent = rows(600, 5.0, 1000).assign(price=lambda frame: frame["price"].map(repr))  # text, as stored
+    fit_rows, holdout = split_recent(spec, recent, spec.retrain)
+    challenger = train_challenger(spec, trained.reference, fit_rows, champion=trained.pipeline)
+    verdict = validate(spec, trained.pipeline, 1, challenger, 2, holdout, spec.retrain)
+    assert verdict.metric == "rmse" and verdict.challenger["rmse"] < verdict.champion["rmse"]
+    assert verdict.promote and "lower is better" in verdict.reason
