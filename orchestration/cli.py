@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -38,21 +40,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ml.spec import DEFAULT_SPEC_PATH, load_spec
     from ml.train import train_model
     from warehouse.ingest import mirror_model
+    from warehouse.specs import remember_spec, resolve_spec
 
-    spec = load_spec(args.spec)
     home = _home(args).ensure()
+    spec = resolve_spec(home, args.spec)
+    demo = load_spec(DEFAULT_SPEC_PATH)
     if args.data:
         path = Path(args.data)
         if not path.exists():
             raise UsageError(f"--data {path}: no such file")
         frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    elif args.spec is None or Path(args.spec).resolve() == DEFAULT_SPEC_PATH.resolve():
+    elif spec.model == demo.model and spec.features == demo.features:
         frame = training_set(seed=args.seed)
     else:
-        raise UsageError("--data is required for a spec other than the synthetic demo model's")
+        raise UsageError(
+            f"--data is required to train {spec.model}: synthetic data exists for the demo model only"
+        )
     trigger = "initial" if registry.champion_version(home, spec.model) is None else "manual"
     version = registry.register(home, spec, train_model(spec, frame, seed=args.seed), trigger=trigger)
     mirror_model(home, spec)
+    remember_spec(home, spec)
     metrics = ", ".join(f"{name} {value:.3f}" for name, value in version.metrics.items())
     print(f"registered {spec.model} v{version.model_version} ({version.status}); validation: {metrics}")
     return EXIT_OK
@@ -61,15 +68,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from ml.spec import load_spec
     from warehouse.importer import import_files
+    from warehouse.specs import remember_spec
 
     spec = load_spec(args.spec)
+    home = _home(args).ensure()
     result = import_files(
-        _home(args).ensure(),
+        home,
         spec,
         Path(args.reference),
         Path(args.logs) if args.logs else None,
         Path(args.labels) if args.labels else None,
     )
+    remember_spec(home, spec)
     reference = "registered" if result.reference_is_new else "already registered"
     print(f"reference: {result.n_reference_rows} rows, {reference} as {spec.model} v{result.model_version}")
     if args.logs:
@@ -79,6 +89,56 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"labels: {result.n_label_rows_read} rows read, {result.n_label_rows_changed} new or changed")
     if result.n_non_finite_as_missing:
         print(f"note: {result.n_non_finite_as_missing} infinite numbers were loaded as missing values")
+    if result.ignored_columns:
+        ignored = "; ".join(
+            f"{path}: {', '.join(columns)}" for path, columns in result.ignored_columns.items()
+        )
+        print(f"note: ignored the columns the spec does not name: {ignored}")
+    return EXIT_OK
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from ml.spec import load_spec
+    from orchestration.register import register_model_file
+
+    spec = load_spec(args.spec)
+    home = _home(args).ensure()
+    result = register_model_file(
+        home,
+        spec,
+        Path(args.model),
+        Path(args.reference),
+        trust_pickle=args.trust_pickle,
+        promote=args.promote,
+        actor=f"driftmart register ({os.environ.get('USER', 'cli')})",
+    )
+    try:
+        from warehouse.specs import remember_spec
+    except ImportError:  # a driftmart without the spec store
+        pass
+    else:
+        remember_spec(home, spec)
+    version = result.version
+    metrics = ", ".join(f"{name} {value:.3f}" for name, value in version.metrics.items())
+    print(
+        f"registered {spec.model} v{version.model_version} ({version.status}): {version.estimator} "
+        f"from {result.model_format}, stored as skops; "
+        + (f"validation on {result.n_labelled_rows} reference rows: {metrics}" if metrics else "no metrics")
+    )
+    if not result.n_labelled_rows:
+        print("note: the reference has no target values, so the version has no validation metrics")
+    if result.n_predictions_differing:
+        print(
+            f"note: {result.n_predictions_differing} of {result.n_reference_rows} predictions in the "
+            "reference file differ from the model's own"
+        )
+    if result.n_non_finite_as_missing:
+        print(f"note: {result.n_non_finite_as_missing} infinite numbers were loaded as missing values")
+    if version.status == "challenger":
+        print(
+            f"v{version.model_version} is a challenger: the champion stays; register with --promote "
+            "to serve it at once"
+        )
     return EXIT_OK
 
 
@@ -86,22 +146,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ml.serving.app import create_app
-    from ml.spec import load_spec
+    from warehouse.specs import resolve_spec
 
     limits = {name: getattr(args, name) for name in ("max_body_bytes", "max_batch") if getattr(args, name)}
-    app = create_app(_home(args).ensure(), load_spec(args.spec), **limits)
+    home = _home(args).ensure()
+    app = create_app(home, resolve_spec(home, args.spec), **limits)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ml.spec import load_spec
     from warehouse.connection import run_lock
+    from warehouse.specs import models_to_run, resolve_spec
 
-    spec = load_spec(args.spec)
     home = _home(args).ensure()
+    models = models_to_run(home, args.spec)  # several models and no --spec: each of them in turn
+    spec = None if models else resolve_spec(home, args.spec)
     with run_lock(home, on_wait=lambda holder: _say_waiting(home, holder)):
-        return _run_once(args, spec, home)
+        return _run_once(args, spec, home) if spec is not None else _run_each(args, models, home)
+
+
+def _run_each(args: argparse.Namespace, models: list[str], home) -> int:
+    """One pass per model of the home, one after the other; the exit code is the worst (2 > 1 > 0)."""
+    from warehouse.specs import model_spec
+
+    codes: dict[str, int] = {}
+    for model in models:
+        try:
+            codes[model] = _run_once(args, model_spec(home, model), home)
+        except DriftmartError as error:
+            print(f"driftmart: {model}: {error}", file=sys.stderr, flush=True)
+            codes[model] = EXIT_ERROR
+        sys.stdout.flush()
+    worst = max(codes.values())
+    print(f"{len(codes)} models: " + ", ".join(f"{model} exit {code}" for model, code in codes.items()))
+    print(f"exit {worst}")
+    return worst
 
 
 def _say_waiting(home, holder: str) -> None:
@@ -113,14 +193,15 @@ def _say_waiting(home, holder: str) -> None:
 
 
 def _run_once(args: argparse.Namespace, spec, home) -> int:
-    from orchestration.pipeline import drift_report, read_watermark, run_pipeline, write_watermark
+    from orchestration.pipeline import drift_report, read_watermark, write_watermark
     from orchestration.report import drift_summary
 
     since = read_watermark(home, spec)
-    outcome = run_pipeline(home, args.spec)
+    outcome = _quiet_pipeline(home, spec.source)
     if not outcome.success:
         print(
-            f"driftmart: {outcome.failure}; see `driftmart ui` or {home.dbt_logs / 'last_run.log'}",
+            f"driftmart: {spec.model}: {_failure(home, outcome)}; "
+            f"see `driftmart ui` or {home.dbt_logs / 'last_run.log'}",
             file=sys.stderr,
         )
         return EXIT_ERROR
@@ -132,7 +213,7 @@ def _run_once(args: argparse.Namespace, spec, home) -> int:
     print(drift_summary(report))
     write_watermark(home, spec)
     if not args.no_retrain:
-        _retrain_if_due(home, spec, args.spec)
+        _retrain_if_due(home, spec, spec.source)
     if report.drift_found:
         print("drift found (exit 1)")
         return EXIT_DRIFT
@@ -145,32 +226,61 @@ def _retrain_if_due(home, spec, spec_path: str | None) -> None:
     from ml import registry
     from orchestration.automation import retrain_decision
     from orchestration.definitions import RETRAIN_JOB
-    from orchestration.pipeline import run_pipeline
 
     decision = retrain_decision(home, spec)
     if not decision.needed:
         print(f"retrain: not due ({decision.reason})")
         return
     print(f"retrain: {decision.reason}")
-    outcome = run_pipeline(home, spec_path, job_name=RETRAIN_JOB)
+    outcome = _quiet_pipeline(home, spec_path, job_name=RETRAIN_JOB)
     if not outcome.success:
-        raise UsageError(f"retrain {outcome.failure}")
+        raise UsageError(f"retrain {_failure(home, outcome)}")
     latest = registry.list_versions(home, spec.model)[-1]
     print(f"retrain: challenger v{latest.model_version} {latest.status}: {latest.reason}")
     # One more pass mirrors the registry into the warehouse and republishes, so dim_model_versions,
     # the exporter and BI tools show the decision now rather than after the next run.
-    outcome = run_pipeline(home, spec_path)
+    outcome = _quiet_pipeline(home, spec_path)
     if not outcome.success:
-        raise UsageError(f"pipeline after the retrain: {outcome.failure}")
+        raise UsageError(f"pipeline after the retrain: {_failure(home, outcome)}")
+
+
+def _quiet_pipeline(home, spec_path: str | None, *, job_name: str | None = None):
+    """A pipeline run whose failures the CLI reports in one line (`_failure`): Dagster's console logger
+    would print each failed step with its stack trace. The full event log stays in the home's
+    Dagster instance (`driftmart ui`)."""
+    from orchestration.pipeline import run_pipeline
+
+    return run_pipeline(home, spec_path, job_name=job_name, log_level="CRITICAL")
+
+
+def _failure(home, outcome) -> str:
+    """The failed run and steps, with the first failed step's own error message."""
+    import dagster as dg
+
+    from orchestration.instance import instance_for
+
+    with instance_for(home) as instance:
+        records = instance.all_logs(outcome.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    for record in records:
+        failure = record.dagster_event.step_failure_data
+        described = failure.user_failure_data.description if failure.user_failure_data else None
+        error = failure.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        message = described or (error.message if error is not None else "")
+        message = re.sub(r"^(?:\w+\.)+(?=\w+: )", "", " ".join(message.split()))
+        if message:
+            return f"{outcome.failure}: {message[:500]}"
+    return outcome.failure
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from ml import registry
-    from ml.spec import load_spec
     from warehouse.ingest import mirror_model
+    from warehouse.specs import resolve_spec
 
-    spec = load_spec(args.spec)
     home = _home(args)
+    spec = resolve_spec(home, args.spec)
     before = registry.champion_version(home, spec.model)
     restored = registry.rollback(
         home, spec.model, actor=f"driftmart rollback ({os.environ.get('USER', 'cli')})"
@@ -191,11 +301,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     from orchestration.instance import ensure_instance_dir
+    from warehouse.specs import resolve_spec
 
     home = _home(args).ensure()
-    environment = {**os.environ, "DRIFTMART_HOME": str(home.root), "DAGSTER_HOME": ensure_instance_dir(home)}
-    if args.spec:
-        environment["DRIFTMART_SPEC"] = str(Path(args.spec).resolve())
+    spec = resolve_spec(home, args.spec)  # the Dagster code location reads it from DRIFTMART_SPEC
+    environment = {
+        **os.environ,
+        "DRIFTMART_HOME": str(home.root),
+        "DAGSTER_HOME": ensure_instance_dir(home),
+        "DRIFTMART_SPEC": str(Path(spec.source).resolve()),
+    }
     dagster = Path(sys.executable).with_name("dagster")
     command = [
         str(dagster) if dagster.exists() else "dagster",
@@ -212,11 +327,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return EXIT_OK  # not reached
 
 
-def _format_value(value: object) -> str:
+def _format_value(value: object, *, exact: bool = True) -> str:
+    """Text of one cell. csv and json print a float exactly (Python's repr is the shortest text
+    that reads back as the same double); only the human `table` format rounds."""
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return repr(value) if exact else f"{value:.6g}"
     if isinstance(value, (datetime, date)):
         return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
     return str(value)
@@ -235,8 +352,15 @@ def cmd_sql(args: argparse.Namespace) -> int:
         columns = [column[0] for column in cursor.description or []]
         rows = cursor.fetchall()
     if args.format == "json":
-        records = [dict(zip(columns, row, strict=True)) for row in rows]
-        print(json.dumps(records, default=_format_value, indent=2))
+        # json.dumps prints floats exactly; NaN and ±inf are not JSON, so they become null.
+        records = [
+            {
+                column: None if isinstance(value, float) and not math.isfinite(value) else value
+                for column, value in zip(columns, row, strict=True)
+            }
+            for row in rows
+        ]
+        print(json.dumps(records, default=_format_value, indent=2, allow_nan=False))
     elif args.format == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(columns)
@@ -244,7 +368,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     else:
         from orchestration.report import render_table
 
-        print(render_table(columns, [[_format_value(value) for value in row] for row in rows]))
+        print(render_table(columns, [[_format_value(value, exact=False) for value in row] for row in rows]))
     return EXIT_OK
 
 
@@ -297,6 +421,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     importer.add_argument("--labels", help="delayed labels: id, target (+ timestamp)")
     importer.set_defaults(handler=cmd_import)
+
+    register = commands.add_parser(
+        "register", help="register a pre-trained scikit-learn model of yours as a version (skops or pickle)"
+    )
+    register.add_argument("--spec", required=True, help="monitoring spec YAML of the model")
+    register.add_argument(
+        "--model",
+        required=True,
+        help="the fitted estimator or Pipeline: .skops (safe), or .pkl/.pickle/.joblib with --trust-pickle",
+    )
+    register.add_argument(
+        "--reference",
+        required=True,
+        help="reference set, CSV or Parquet: the spec's features and target (+ prediction, probabilities: "
+        "computed with the model when absent)",
+    )
+    register.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load a pickle (unpickling runs code from the file: only for a file you trust)",
+    )
+    register.add_argument(
+        "--promote",
+        action="store_true",
+        help="make the new version the champion now (default: only a model's first version is)",
+    )
+    register.set_defaults(handler=cmd_register)
 
     serve = commands.add_parser("serve", help="run the model API")
     serve.add_argument("--spec")

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 
+import duckdb
 import pytest
 
 from tests.conftest import DRIFT_PLAN, REPO, parse_grids
@@ -76,6 +77,22 @@ def test_sql_reads_the_published_copy_in_three_formats(built_home):
     assert failed.returncode == 2 and "query failed" in failed.stderr
     refused = driftmart("sql", "create table marts.x as select 1", home=built_home)
     assert refused.returncode == 2 and "read-only" in refused.stderr
+
+
+@pytest.mark.slow
+def test_sql_csv_and_json_print_floats_that_round_trip_exactly(built_home):
+    query = "select psi, js_distance, wasserstein_normed from marts.fct_feature_drift order by all"
+    with duckdb.connect(str(built_home.published), read_only=True) as connection:
+        expected = connection.execute(query).fetchall()
+    assert any(value is not None and value != round(value, 6) for row in expected for value in row)
+    rows = list(csv.reader(io.StringIO(driftmart("sql", query, "--format", "csv", home=built_home).stdout)))
+    assert [tuple(float(cell) if cell else None for cell in row) for row in rows[1:]] == expected
+    records = json.loads(driftmart("sql", query, "--format", "json", home=built_home).stdout)
+    assert [
+        (record["psi"], record["js_distance"], record["wasserstein_normed"]) for record in records
+    ] == expected
+    first = next(value for row in expected for value in row if value is not None)
+    assert f"{first:.6g}" in driftmart("sql", query, home=built_home).stdout  # only `table` rounds
 
 
 @pytest.mark.slow

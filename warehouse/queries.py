@@ -9,17 +9,30 @@ import duckdb
 import pandas as pd
 
 from ml.spec import ModelSpec
+from warehouse.targets import quote_identifier, sql_string
+
+
+def json_pointer(key: str) -> str:
+    """An RFC 6901 pointer to a top-level key: any text is safe in it (`~` and `/` escaped)."""
+    return "/" + key.replace("~", "~0").replace("/", "~1")
 
 
 def _feature_columns(spec: ModelSpec, json_column: str) -> str:
-    """The spec's features out of a JSON column, typed (names are validated identifiers)."""
+    """The spec's features out of a JSON column, typed, under the user's own names: the key is a
+    quoted literal JSON pointer and the alias a quoted identifier, whatever the name holds."""
     columns = []
     for name, kind in spec.features.items():
-        value = f"json_extract_string({json_column}, '$.{name}')"
+        value = f"json_extract_string({json_column}, {sql_string(json_pointer(name))})"
+        alias = quote_identifier(name)
         columns.append(
-            f"try_cast({value} as double) as {name}" if kind == "numeric" else f"{value} as {name}"
+            f"try_cast({value} as double) as {alias}" if kind == "numeric" else f"{value} as {alias}"
         )
     return ",\n".join(columns)
+
+
+def _as(expression: str, name: str | None) -> str:
+    """`expression as "name"`, or nothing when the spec has no such column (e.g. no target)."""
+    return f", {expression} as {quote_identifier(name)}" if name else ""
 
 
 def labelled_rows(
@@ -29,9 +42,10 @@ def labelled_rows(
     id, timestamp, features, target."""
     return connection.execute(
         f"""
-        select logs.request_id as {spec.id}, logs.scored_at as {spec.timestamp},
-               {_feature_columns(spec, "logs.features")},
-               labels.label as {spec.target}
+        select logs.request_id as {quote_identifier(spec.id)},
+               logs.scored_at as {quote_identifier(spec.timestamp)},
+               {_feature_columns(spec, "logs.features")}
+               {_as("labels.label", spec.label_column)}
         from raw.inference_log as logs
         inner join raw.labels as labels
             on labels.model_name = logs.model_name and labels.request_id = logs.request_id
@@ -51,10 +65,12 @@ def window_rows(
     proba = spec.prediction_proba or "probability"
     return connection.execute(
         f"""
-        select logs.request_id as {spec.id}, logs.scored_at as {spec.timestamp},
+        select logs.request_id as {quote_identifier(spec.id)},
+               logs.scored_at as {quote_identifier(spec.timestamp)},
                {_feature_columns(spec, "logs.features")},
-               logs.prediction as {spec.prediction}, logs.probability as {proba},
-               labels.label as {spec.target}
+               logs.prediction as {quote_identifier(spec.prediction)}
+               {_as("logs.probability", proba)}
+               {_as("labels.label", spec.target)}
         from raw.inference_log as logs
         left join raw.labels as labels
             on labels.model_name = logs.model_name and labels.request_id = logs.request_id
@@ -73,7 +89,9 @@ def reference_rows(
     return connection.execute(
         f"""
         select {_feature_columns(spec, "features")},
-               prediction as {spec.prediction}, probability as {proba}, label as {spec.target}
+               prediction as {quote_identifier(spec.prediction)}
+               {_as("probability", proba)}
+               {_as("label", spec.target)}
         from raw.reference_rows
         where model_name = ? and model_version = ?
         order by row_number

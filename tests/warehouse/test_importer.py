@@ -124,7 +124,6 @@ def edit_csv(source, target, edit):
             lambda f: f.loc.__setitem__((16, "car_value"), "expensive"),
             "logs.csv: column 'car_value': 'expensive' at row 17 (line 18) is not a number",
         ),
-        ("logs_csv", lambda f: f.insert(1, "colour", "red"), "logs.csv: unknown column(s): colour"),
         (
             "logs_csv",
             lambda f: f.drop(columns=["region"], inplace=True),
