@@ -46,7 +46,7 @@ from ml.serving.schemas import (
 )
 from ml.spec import ModelSpec
 from warehouse.home import Home
-from warehouse.landing import LandingWriter
+from warehouse.landing import LandingWriteError, LandingWriter
 
 logger = logging.getLogger("driftmart.serving")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -65,6 +65,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     413: {"model": ErrorBody, "description": "The body or the batch is larger than the server's limit"},
     422: {"model": ErrorBody, "description": "Invalid JSON or values; `fields` names each field"},
+    503: {"model": ErrorBody, "description": "The landing zone could not write the rows durably: retry"},
 }
 
 
@@ -263,6 +264,12 @@ def create_app(
         if error.status_code == 400 and message == "There was an error parsing the body":  # FastAPI's
             message = "the request body could not be parsed: send UTF-8 JSON"
         return JSONResponse(status_code=error.status_code, content={"error": message})
+
+    @app.exception_handler(LandingWriteError)
+    async def not_logged(_: Request, error: LandingWriteError) -> JSONResponse:
+        # Nothing is acknowledged that is not on disk: the client may retry the same request_id.
+        logger.error("landing write failed: %s", error)
+        return _error_response(503, "the prediction could not be logged durably; retry the request")
 
     @app.exception_handler(FieldsError)
     async def invalid_fields(_: Request, error: FieldsError) -> JSONResponse:

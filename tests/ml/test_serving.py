@@ -141,3 +141,23 @@ def test_new_champion_is_picked_up_and_a_tampered_one_is_not(trained_home, spec,
         assert client.post("/predict", json=rows[0]).json()["model_version"] == 1
         artifact.write_bytes(artifact.read_bytes()[: -len(b"tampered")])
         assert client.post("/predict", json=rows[1]).json()["model_version"] == 2
+
+
+def test_a_failed_durable_write_is_a_503_and_nothing_is_acknowledged(client, trained_home, rows, monkeypatch):
+    import errno
+    import os
+
+    from warehouse import landing
+
+    real_write = os.write
+
+    def disk_full(descriptor, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(landing.os, "write", disk_full)
+    refused = client.post("/predict", json=rows[0])
+    assert refused.status_code == 503
+    assert "could not be logged durably" in refused.json()["error"]
+    monkeypatch.setattr(landing.os, "write", real_write)
+    assert client.post("/predict", json=rows[1]).status_code == 200
+    assert [record["request_id"] for record in landed(trained_home)] == [rows[1]["request_id"]]
