@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +29,7 @@ from sklearn.metrics import (
 from sklearn.pipeline import Pipeline
 
 from ml.errors import DriftmartError
-from ml.spec import ModelSpec
-
-INTEGRAL_TEXT = re.compile(r"^-?[0-9]+\.0*$")
+from ml.spec import ModelSpec, label_text
 
 
 class ModelSpecMismatchError(DriftmartError):
@@ -61,22 +58,6 @@ def feature_frame(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
         else:
             columns[name] = column.astype(object).where(column.notna(), np.nan)
     return pd.DataFrame(columns, index=frame.index)
-
-
-def label_text(value: object) -> str | None:
-    """A prediction or label as text, the way the warehouse stores it (warehouse.ingest.label_text's
-    rules: 1, 1.0, "1" and "1.0" → "1"; numpy scalars like Python ones). Kept here so the model
-    layer does not import the warehouse."""
-    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    text = str(value).strip()
-    return text.split(".")[0] if INTEGRAL_TEXT.match(text) else text
 
 
 def python_value(value: Any) -> Any:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 
 from ml.errors import DriftmartError
@@ -387,15 +389,26 @@ def _probability_columns(raw: Any, task: str, source: str) -> tuple[str | None, 
     for label, column in raw.items():
         if isinstance(label, bool) or not isinstance(label, (str, int, float)) or str(label) == "":
             raise SpecError(f"{where}: {label!r} is not a class label")
-        mapping[label_key(label)] = _column_name(column, f"{where}.{label}")
+        mapping[label_text(label)] = _column_name(column, f"{where}.{label}")
     return None, mapping
 
 
-def label_key(label: Any) -> str:
-    """A class label as text, the way predictions and labels are stored (1, 1.0, "1" → "1")."""
-    if isinstance(label, float) and label.is_integer():
-        return str(int(label))
-    return str(label)
+INTEGRAL_TEXT = re.compile(r"^-?[0-9]+\.0*$")
+
+
+def label_text(value: object) -> str | None:
+    """A prediction, label or class as the warehouse stores it, alike whatever the file type or the
+    model's own type: 1, 1.0, "1", "1.0" and np.int64(1) → "1"; True → "true"."""
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    text = str(value).strip()
+    return text.split(".")[0] if INTEGRAL_TEXT.match(text) else text
 
 
 def _segments(raw: Any, source: str) -> tuple[str, ...]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ml import registry
-from ml.spec import ModelSpec
+from ml.spec import ModelSpec, label_text
 from warehouse.connection import warehouse_writer
 from warehouse.home import Home
 from warehouse.landing import STREAMS, list_segments, read_segment
@@ -72,23 +71,6 @@ def _number_or_none(value: Any, name: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise LineError(f"{name}: expected a finite number or null, got {value!r}")
     return float(value)
-
-
-INTEGRAL_TEXT = re.compile(r"^-?[0-9]+\.0*$")
-
-
-def label_text(value: object) -> str | None:
-    """Predictions and labels as text, alike whatever the file type: 1, 1.0, "1" and "1.0" → "1"."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    text = str(value).strip()
-    return text.split(".")[0] if INTEGRAL_TEXT.match(text) else text
 
 
 def id_text(value: object) -> str | None:

@@ -9,28 +9,9 @@ import threading
 import duckdb
 import pytest
 
+from tests.warehouse.test_landing_ingest import record, run_ingest
 from warehouse import landing
-from warehouse.connection import warehouse_writer
-from warehouse.ingest import ingest
 from warehouse.landing import LandingWriteError, LandingWriter, list_segments, read_segment
-
-
-def record(spec, request_id):
-    values = {name: (1.0 if kind == "numeric" else "a") for name, kind in spec.features.items()}
-    return {
-        "model": spec.model,
-        "request_id": request_id,
-        "model_version": 1,
-        "scored_at": "2026-03-01T10:00:00",
-        "features": values,
-        "prediction": 1,
-        "probability": 0.7,
-    }
-
-
-def run_ingest(home, spec):
-    with warehouse_writer(home) as connection:
-        return ingest(connection, home, spec)
 
 
 def loaded_ids(home) -> list[str]:
