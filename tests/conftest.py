@@ -54,6 +54,38 @@ def duckdb_parity_home(tmp_path_factory, parity_files) -> Home:
 
 
 @pytest.fixture(scope="session")
+def task_parity_files(tmp_path_factory):
+    """A multiclass and a regression model's files (tests/crossdb/parity.py, tests/test_tasks.py)."""
+    from tests.crossdb.parity import write_task_parity_case
+
+    return write_task_parity_case(tmp_path_factory.mktemp("task-parity-case"))
+
+
+@pytest.fixture(scope="session")
+def spark_parity_home(tmp_path_factory, parity_files, task_parity_files) -> Home:
+    """The Spark build of the parity case (both batches) and of the task models, in one `driftmart
+    run`: a Spark build costs minutes, so the two parity suites share it."""
+    from tests.crossdb.parity import import_batch, import_task_case, run_case
+    from tests.services import require_service
+    from warehouse.targets import TargetError
+    from warehouse.targets.spark import SparkTarget
+
+    home = Home.resolve(tmp_path_factory.mktemp("parity-spark"))
+    try:
+        SparkTarget().check_available(home)
+        available, reason = True, ""
+    except TargetError as error:
+        available, reason = False, str(error)
+    require_service(available, reason)
+    env = {"DRIFTMART_TARGET": "spark"}
+    for batch in (1, 2):
+        import_batch(parity_files, home, batch, env)
+    import_task_case(task_parity_files, home, env)
+    run_case(parity_files, home, env)
+    return home
+
+
+@pytest.fixture(scope="session")
 def spec() -> ModelSpec:
     return load_spec()
 

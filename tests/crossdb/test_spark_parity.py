@@ -5,7 +5,8 @@ published copy must hold the same marts to 1e-9 as the DuckDB build, which ran o
 (incrementally), and the same intermediate and mart tables with the same columns and types. On
 Parquet, Spark rebuilds the window-keyed models as tables on every run anyway
 (macros/cross_db/incremental_by_key_config.sql), so a second Spark run would add minutes and little
-coverage. A Spark `dbt build` costs minutes here, so the home is built once for the module.
+coverage. A Spark `dbt build` costs minutes here, so one home is built for the session
+(tests/conftest.py `spark_parity_home`): it holds tests/crossdb/test_task_parity.py's models too.
 """
 
 from __future__ import annotations
@@ -13,29 +14,11 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from tests.crossdb.parity import PARITY_MARTS, import_batch, mart_differences, run_case
-from tests.services import require_service
+from tests.crossdb.parity import PARITY_MARTS, mart_differences
 from warehouse.home import Home
-from warehouse.targets import BUILT_SCHEMAS, TargetError
-from warehouse.targets.spark import SparkTarget
+from warehouse.targets import BUILT_SCHEMAS
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def spark_parity_home(tmp_path_factory, parity_files) -> Home:
-    home = Home.resolve(tmp_path_factory.mktemp("parity-spark"))
-    try:
-        SparkTarget().check_available(home)
-        available, reason = True, ""
-    except TargetError as error:
-        available, reason = False, str(error)
-    require_service(available, reason)
-    env = {"DRIFTMART_TARGET": "spark"}
-    for batch in (1, 2):
-        import_batch(parity_files, home, batch, env)
-    run_case(parity_files, home, env)
-    return home
 
 
 @pytest.mark.parametrize("table", PARITY_MARTS)
