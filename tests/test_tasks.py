@@ -3,14 +3,15 @@ windows of logs with inline labels, `driftmart run --no-retrain`, and the publis
 against an independent implementation (scikit-learn), never against the SQL's own output.
 
 Windows 1-3 are stable; windows 4-7 carry a planted shift of the model's output (the features do not
-move): prediction drift must be quiet on the first and fire on the others. One shared home per
-task. The importer's task checks (numbers for regression, classes for multiclass, a positive label
-that exists for binary) are refusals with a clear message.
+move): prediction drift must be quiet on the first and fire on the others. One shared home holds
+the three models (one build). The importer's task checks (numbers for regression, classes for
+multiclass, a positive label that exists for binary) are refusals with a clear message.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -152,28 +153,58 @@ def write_task_case(root: Path, task: str, seed: int = 3) -> Path:
     return root
 
 
-def import_and_run(root: Path) -> Home:
+def import_models(root: Path, tasks: list[str]) -> Home:
+    """`driftmart import` of each task's model into one home, then one `driftmart run
+    --no-retrain`: its dbt build computes every model's marts."""
     home = Home.resolve(root / "home")
-    files = root / "files"
-    imported = driftmart(
-        "import",
-        "--spec",
-        str(files / "spec.yaml"),
-        "--reference",
-        str(files / "reference.csv"),
-        "--logs",
-        str(files / "logs.csv"),
-        home=home,
-    )
-    assert imported.returncode == 0, imported.stdout + imported.stderr
-    assert f"logs: {DAYS * ROWS_PER_DAY} rows loaded" in imported.stdout
-    run = driftmart("run", "--spec", str(files / "spec.yaml"), "--no-retrain", home=home, timeout=600)
+    for task in tasks:
+        files = root / task / "files"
+        imported = driftmart(
+            "import",
+            "--spec",
+            str(files / "spec.yaml"),
+            "--reference",
+            str(files / "reference.csv"),
+            "--logs",
+            str(files / "logs.csv"),
+            home=home,
+        )
+        assert imported.returncode == 0, imported.stdout + imported.stderr
+        assert f"logs: {DAYS * ROWS_PER_DAY} rows loaded" in imported.stdout
+    spec = root / tasks[-1] / "files" / "spec.yaml"
+    run = driftmart("run", "--spec", str(spec), "--no-retrain", home=home, timeout=600)
     assert run.returncode in (0, 1), run.stdout + run.stderr  # 1: drift found (the planted shift)
     return home
 
 
-def _query(home: Home, sql: str, parameters: list | None = None) -> list[dict]:
-    with duckdb.connect(str(home.published), read_only=True) as connection:
+@dataclass(frozen=True)
+class ModelHome:
+    """One model of a shared home: `_query` then sees that model's rows only."""
+
+    home: Home
+    model: str
+
+
+def _query(home: Home | ModelHome, sql: str, parameters: list | None = None) -> list[dict]:
+    """`sql` on the published copy; for a ModelHome every table it names shows that model's rows
+    only (in-memory views over the attached copy), so each task's checks read the shared home as if
+    it held their model alone."""
+    model = home.model if isinstance(home, ModelHome) else None
+    home = home.home if isinstance(home, ModelHome) else home
+    with duckdb.connect() as connection:
+        connection.execute(f"attach '{home.published}' as published (read_only)")
+        tables = connection.execute(
+            "select table_schema, table_name from information_schema.tables where table_catalog = 'published'"
+        ).fetchall()
+        for schema, table in tables:
+            connection.execute(f'create schema if not exists "{schema}"')
+            columns = {
+                row[0] for row in connection.execute(f'describe published."{schema}"."{table}"').fetchall()
+            }
+            where = f"where model_name = '{model}'" if model and "model_name" in columns else ""
+            connection.execute(
+                f'create view "{schema}"."{table}" as select * from published."{schema}"."{table}" {where}'
+            )
         cursor = connection.execute(sql, parameters or [])
         columns = [d[0] for d in cursor.description]
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
@@ -185,12 +216,19 @@ def _logs_by_day(root: Path) -> dict[int, pd.DataFrame]:
     return {int(d): rows for d, rows in logs.groupby(day)}
 
 
-@pytest.fixture(scope="module", params=list(TASKS))
-def task_home(request, tmp_path_factory) -> tuple[str, Path, Home]:
-    task = request.param
-    root = tmp_path_factory.mktemp(f"task-{task}")
-    write_task_case(root / "files", task)
-    return task, root, import_and_run(root)
+@pytest.fixture(scope="module")
+def shared_task_home(tmp_path_factory) -> tuple[Path, Home]:
+    """Every task's model in one home, built by one run (a dbt build costs ~10-30 s)."""
+    root = tmp_path_factory.mktemp("tasks")
+    for task in TASKS:
+        write_task_case(root / task / "files", task)
+    return root, import_models(root, list(TASKS))
+
+
+@pytest.fixture(params=list(TASKS))
+def task_home(request, shared_task_home) -> tuple[str, Path, ModelHome]:
+    root, home = shared_task_home
+    return request.param, root / request.param, ModelHome(home, TASKS[request.param]["spec"]["model"])
 
 
 def _sklearn_metrics(task: str, rows: pd.DataFrame) -> dict[str, float]:
