@@ -111,7 +111,13 @@ class ServedModel:
         self.home, self.spec = home, spec
         self._lock = threading.Lock()
         self._next_check = 0.0
-        self.pipeline, self.version = registry.load_pipeline(home, spec.model)
+        # One immutable pair, replaced by one assignment: a request never pairs the new model with
+        # the old version number (two attributes could be read between their two assignments).
+        self._champion: tuple[Any, registry.ModelVersion] = registry.load_pipeline(home, spec.model)
+
+    @property
+    def version(self) -> registry.ModelVersion:
+        return self._champion[1]
 
     def current(self) -> tuple[Any, registry.ModelVersion]:
         now = time.monotonic()
@@ -120,7 +126,7 @@ class ServedModel:
                 if now >= self._next_check:
                     self._next_check = now + CHAMPION_CHECK_SECONDS
                     self._reload_if_changed()
-        return self.pipeline, self.version
+        return self._champion
 
     def _reload_if_changed(self) -> None:
         champion = registry.champion_version(self.home, self.spec.model)
@@ -131,7 +137,7 @@ class ServedModel:
         except (registry.RegistryError, OSError) as error:
             logger.error("keeping model v%s: %s", self.version.model_version, error)
             return
-        self.pipeline, self.version = pipeline, version  # readers see the old or the new pair
+        self._champion = (pipeline, version)  # readers see the old pair or the new one
         logger.info("now serving %s v%s", self.spec.model, version.model_version)
 
 
@@ -241,7 +247,6 @@ def create_app(
     @app.middleware("http")
     async def limit_body_and_measure(request: Request, call_next: Any) -> Response:
         started = time.perf_counter()
-        endpoint = request.url.path
         declared = request.headers.get("content-length")
         if not authorized(request):
             response: Response = _error_response(
@@ -254,6 +259,12 @@ def create_app(
             )
         else:
             response = await call_next(request)
+        # The route's template, never the raw path: random 404 paths must not create new series.
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", None)
+        if endpoint is None:  # refused before routing (401, 413) or no such route (404)
+            known = {getattr(known_route, "path", None) for known_route in app.routes}
+            endpoint = request.url.path if request.url.path in known else "(unmatched)"
         requests_total.labels(endpoint, str(response.status_code)).inc()
         latency.labels(endpoint).observe(time.perf_counter() - started)
         return response
@@ -284,7 +295,7 @@ def create_app(
     fields = request_fields(spec)
     response_model = prediction_response_model(spec)
     feedback_keys = feedback_fields(spec)
-    feedback_schema = feedback_model(spec, model_classes(served.pipeline) if spec.is_classifier else None)
+    feedback_schema = feedback_model(spec, model_classes(served.current()[0]) if spec.is_classifier else None)
 
     def scored_rows(payload: list[BaseModel], indexed: bool) -> list[ScoredRow]:
         rows = []

@@ -161,3 +161,18 @@ def test_a_failed_durable_write_is_a_503_and_nothing_is_acknowledged(client, tra
     monkeypatch.setattr(landing.os, "write", real_write)
     assert client.post("/predict", json=rows[1]).status_code == 200
     assert [record["request_id"] for record in landed(trained_home)] == [rows[1]["request_id"]]
+
+
+def test_request_metrics_label_the_route_not_the_raw_path(client, rows):
+    for path in ("/no-such-page", "/random/abc123", "/predict/../etc"):
+        assert client.get(path).status_code == 404
+    client.post("/predict", json=rows[0])
+    text = client.get("/metrics").text
+    labels = {
+        line.split("{", 1)[1].split("}", 1)[0]
+        for line in text.splitlines()
+        if line.startswith("driftmart_api_requests_total{")
+    }
+    assert 'endpoint="(unmatched)",status="404"' in labels
+    assert 'endpoint="/predict",status="200"' in labels
+    assert not any("no-such-page" in label or "abc123" in label for label in labels)
