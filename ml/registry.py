@@ -14,7 +14,10 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-from collections.abc import Iterator
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -28,7 +31,7 @@ from ml.errors import DriftmartError
 from ml.estimators import estimator_name
 from ml.spec import ModelSpec
 from ml.train import TrainedModel
-from warehouse.files import write_atomic
+from warehouse.files import fsync_directory, write_atomic
 from warehouse.home import Home
 
 ARTIFACT = "model.skops"
@@ -160,12 +163,46 @@ def reference_fingerprint(reference: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes() + "|".join(map(str, reference.columns)).encode()).hexdigest()
 
 
-def _next_version_dir(home: Home, model_name: str) -> tuple[int, Path]:
-    existing = list_versions(home, model_name)
-    version = existing[-1].model_version + 1 if existing else 1
-    target = version_dir(home, model_name, version)
-    target.mkdir(parents=True, exist_ok=False)
-    return version, target
+def _staging_dir(home: Home, model_name: str) -> Path:
+    """A hidden folder to build a version in: an interrupted registration leaves only this behind,
+    which no listing reads and which never blocks the next registration."""
+    directory = _model_dir(home, model_name)
+    directory.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=directory, prefix=".registering-"))
+
+
+def _next_version_number(home: Home, model_name: str) -> int:
+    """One past every numbered folder, with or without metadata (an older driftmart could leave a
+    `vN/` without version.json): a number is never reused. Call under registry_lock."""
+    numbers = [
+        int(path.name[1:])
+        for path in _model_dir(home, model_name).glob("v*")
+        if path.is_dir() and path.name[1:].isdigit()
+    ]
+    return max(numbers, default=0) + 1
+
+
+def _commit_version(
+    home: Home, model_name: str, staging: Path, describe: Callable[[int, bool], ModelVersion]
+) -> ModelVersion:
+    """Number the version built in `staging` and publish it, under the registry lock: its number
+    is chosen, version.json written and the folder renamed into place as one step, and the first
+    version of a model becomes its champion in the same step."""
+    try:
+        with registry_lock(home, model_name):
+            number = _next_version_number(home, model_name)
+            is_first = champion_version(home, model_name) is None
+            model_version = describe(number, is_first)
+            write_atomic(staging / METADATA, json.dumps(asdict(model_version), indent=2).encode())
+            target = version_dir(home, model_name, number)
+            os.rename(staging, target)
+            fsync_directory(target.parent)
+            if is_first and model_version.status == "champion":
+                write_atomic(_model_dir(home, model_name) / CHAMPION, f"{number}\n".encode())
+            return model_version
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def register_external(home: Home, spec: ModelSpec, reference: pd.DataFrame) -> tuple[ModelVersion, bool]:
@@ -178,25 +215,27 @@ def register_external(home: Home, spec: ModelSpec, reference: pd.DataFrame) -> t
     for known in list_versions(home, spec.model):
         if known.reference_fingerprint == fingerprint:
             return known, False
-    version, target = _next_version_dir(home, spec.model)
-    reference.to_parquet(target / REFERENCE, index=False)
-    model_version = ModelVersion(
-        model_name=spec.model,
-        model_version=version,
-        created_at=_now(),
-        trigger="import",
-        status="external",
-        artifact_sha256="",
-        metrics={},
-        spec_fingerprint=spec.fingerprint,
-        n_training_rows=0,
-        n_reference_rows=len(reference),
-        features=dict(spec.features),
-        reference_fingerprint=fingerprint,
-        history=[_event("registered", "external", "driftmart import", "reference set imported")],
-    )
-    write_atomic(target / METADATA, json.dumps(asdict(model_version), indent=2).encode())
-    return model_version, True
+    staging = _staging_dir(home, spec.model)
+    reference.to_parquet(staging / REFERENCE, index=False)
+
+    def describe(number: int, is_first: bool) -> ModelVersion:
+        return ModelVersion(
+            model_name=spec.model,
+            model_version=number,
+            created_at=_now(),
+            trigger="import",
+            status="external",
+            artifact_sha256="",
+            metrics={},
+            spec_fingerprint=spec.fingerprint,
+            n_training_rows=0,
+            n_reference_rows=len(reference),
+            features=dict(spec.features),
+            reference_fingerprint=fingerprint,
+            history=[_event("registered", "external", "driftmart import", "reference set imported")],
+        )
+
+    return _commit_version(home, spec.model, staging, describe), True
 
 
 def register(
@@ -214,33 +253,32 @@ def register(
     by default are recorded with it (driftmart holds the model already: it serialised it itself)."""
     artifact = sio.dumps(trained.pipeline)
     trusted = sorted(set(sio.get_untrusted_types(data=artifact)) - set(TRUSTED_TYPES))
-    version, target = _next_version_dir(home, spec.model)
-    write_atomic(target / ARTIFACT, artifact)
-    trained.reference.to_parquet(target / REFERENCE, index=False)
-    is_first = champion_version(home, spec.model) is None
-    status = "champion" if is_first else "challenger"
-    model_version = ModelVersion(
-        model_name=spec.model,
-        model_version=version,
-        created_at=_now(),
-        trigger=trigger,
-        status=status,
-        artifact_sha256=sha256_of(target / ARTIFACT),
-        metrics=trained.metrics,
-        spec_fingerprint=spec.fingerprint,
-        n_training_rows=trained.n_training_rows,
-        n_reference_rows=len(trained.reference),
-        features=dict(spec.features),
-        reference_fingerprint=reference_fingerprint(trained.reference),
-        history=[_event("registered", status, actor, f"trigger: {trigger}", evidence)],
-        estimator=estimator_name(trained.pipeline),
-        trusted_types=trusted,
-    )
-    # version.json is written last: a version without it is an interrupted registration, not a model.
-    write_atomic(target / METADATA, json.dumps(asdict(model_version), indent=2).encode())
-    if is_first:
-        write_atomic(_model_dir(home, spec.model) / CHAMPION, f"{version}\n".encode())
-    return model_version
+    staging = _staging_dir(home, spec.model)
+    write_atomic(staging / ARTIFACT, artifact)
+    trained.reference.to_parquet(staging / REFERENCE, index=False)
+    artifact_sha256 = sha256_of(staging / ARTIFACT)
+
+    def describe(number: int, is_first: bool) -> ModelVersion:
+        status = "champion" if is_first else "challenger"
+        return ModelVersion(
+            model_name=spec.model,
+            model_version=number,
+            created_at=_now(),
+            trigger=trigger,
+            status=status,
+            artifact_sha256=artifact_sha256,
+            metrics=trained.metrics,
+            spec_fingerprint=spec.fingerprint,
+            n_training_rows=trained.n_training_rows,
+            n_reference_rows=len(trained.reference),
+            features=dict(spec.features),
+            reference_fingerprint=reference_fingerprint(trained.reference),
+            history=[_event("registered", status, actor, f"trigger: {trigger}", evidence)],
+            estimator=estimator_name(trained.pipeline),
+            trusted_types=trusted,
+        )
+
+    return _commit_version(home, spec.model, staging, describe)
 
 
 def record_validation(home: Home, model_name: str, version: int, validation: dict[str, Any]) -> ModelVersion:

@@ -54,3 +54,53 @@ def test_training_data_errors_name_the_column(spec):
     bad.loc[7, "car_value"] = "expensive"
     with pytest.raises(TrainingDataError, match="'car_value': 'expensive' at row 7 is not a number"):
         train_model(spec, bad)
+
+
+def _register_then_die_mid_write(home, spec, trained) -> None:
+    import os
+    import signal
+
+    real_to_parquet = type(trained.reference).to_parquet
+
+    def killed_while_writing(frame, *args, **kwargs):
+        real_to_parquet(frame, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)  # after the artifact, before version.json
+
+    type(trained.reference).to_parquet = killed_while_writing
+    registry.register(home, spec, trained, trigger="manual")
+
+
+def test_a_registration_killed_midway_never_blocks_the_next(trained_home, spec):
+    import multiprocessing
+
+    trained = train_model(spec, training_set(800, seed=5))
+    process = multiprocessing.get_context("fork").Process(
+        target=_register_then_die_mid_write, args=(trained_home, spec, trained)
+    )
+    process.start()
+    process.join(60)
+    assert process.exitcode == -9
+    assert [version.model_version for version in registry.list_versions(trained_home, spec.model)] == [1]
+    # An older driftmart left numbered folders without version.json: their numbers are skipped.
+    (registry.version_dir(trained_home, spec.model, 2)).mkdir()
+    version = registry.register(trained_home, spec, trained, trigger="manual")
+    assert (version.model_version, version.status) == (3, "challenger")
+    _, loaded = registry.load_pipeline(trained_home, spec.model, 3)
+    assert loaded == version and registry.champion_version(trained_home, spec.model) == 1
+
+
+def test_concurrent_registrations_get_distinct_versions(trained_home, spec):
+    from concurrent.futures import ThreadPoolExecutor
+
+    trained = train_model(spec, training_set(800, seed=6))
+    with ThreadPoolExecutor(4) as pool:
+        versions = list(pool.map(lambda _: registry.register(trained_home, spec, trained), range(4)))
+    assert sorted(version.model_version for version in versions) == [2, 3, 4, 5]
+    assert [version.model_version for version in registry.list_versions(trained_home, spec.model)] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
+    assert registry.champion_version(trained_home, spec.model) == 1
