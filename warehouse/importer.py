@@ -559,8 +559,10 @@ def _upsert_labels(
     ).fetchall()[0][0]
     connection.execute(
         """
-        insert or replace into raw.labels
-        select ?, request_id, label, labelled_at, ?, ? from import_labels
+        insert or replace into raw.labels by name
+        select ? as model_name, request_id, label, labelled_at, ? as loaded_at, ? as source,
+               nextval('raw.ingest_seq') as ingest_seq
+        from import_labels
         """,
         [spec.model, utc_now(), source],
     )

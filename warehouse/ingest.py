@@ -337,10 +337,12 @@ INSERT_SQL = {
                scored_at, received_at, ? as loaded_at, source, probabilities
         from batch
     """,
-    # A later label for the same request replaces the earlier one (corrections win).
+    # A later label for the same request replaces the earlier one (corrections win); the replacing
+    # row takes a new ingest_seq explicitly (insert or replace would keep the replaced row's).
     "feedback": """
-        insert or replace into raw.labels
-        select model_name, request_id, label, labelled_at, ?, source
+        insert or replace into raw.labels by name
+        select model_name, request_id, label, labelled_at, ? as loaded_at, source,
+               nextval('raw.ingest_seq') as ingest_seq
         from batch
     """,
 }

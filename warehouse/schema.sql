@@ -2,6 +2,10 @@
 -- dbt reads them as sources. Timestamps are UTC, stored without a time zone.
 create schema if not exists raw;
 
+-- The ingest order: every row written to raw.inference_log and raw.labels takes the next number, so
+-- "what is new since the last build" is a number comparison that no clock step can reorder.
+create sequence if not exists raw.ingest_seq;
+
 -- One row per logged prediction. `features` is a JSON object {feature_name: value}; the feature
 -- list and types live in raw.model_features (written from the spec), so one table serves any model.
 create table if not exists raw.inference_log (
@@ -85,6 +89,10 @@ create table if not exists raw.monitored_models (
 
 -- binary (default) | multiclass | regression: which prediction drift and which metrics apply.
 alter table raw.monitored_models add column if not exists task varchar default 'binary';
+
+-- Rows written before ingest_seq existed are numbered in table order when the column is added.
+alter table raw.inference_log add column if not exists ingest_seq bigint default nextval('raw.ingest_seq');
+alter table raw.labels add column if not exists ingest_seq bigint default nextval('raw.ingest_seq');
 
 -- Multiclass models: every class's probability as a JSON object {"<class>": p, ...} (NULL for
 -- binary models, whose `probability` is the positive class's, and for regression).

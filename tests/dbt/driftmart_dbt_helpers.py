@@ -434,7 +434,9 @@ def insert_fixture(database: Path, fixture: RawFixture) -> None:
             )
         if fixture.labels:
             connection.executemany(
-                "insert or replace into raw.labels values (?, ?, ?, ?, ?, 'fixture')",
+                "insert or replace into raw.labels "
+                "(model_name, request_id, label, labelled_at, loaded_at, source, ingest_seq) "
+                "values (?, ?, ?, ?, ?, 'fixture', nextval('raw.ingest_seq'))",
                 [
                     [row["model_name"], row["request_id"], row["label"], row["labelled_at"], row["loaded_at"]]
                     for row in fixture.labels
