@@ -19,6 +19,7 @@ from pathlib import Path
 import duckdb
 
 from ml.errors import DriftmartError
+from warehouse import migrate
 from warehouse.home import Home
 
 DEFAULT_WRITER_TIMEOUT = 900.0
@@ -111,6 +112,7 @@ def connect_writer(home: Home) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect(str(home.warehouse))
     connection.execute("set enable_progress_bar = false")
     connection.execute(raw_schema_sql())
+    migrate.upgrade(connection)
     return connection
 
 

@@ -32,7 +32,15 @@ from ml.errors import DriftmartError
 from ml.spec import ModelSpec
 from warehouse.connection import warehouse_writer
 from warehouse.home import Home
-from warehouse.ingest import id_text, json_object_sql, label_text, sync_registry, sync_spec, utc_now
+from warehouse.ingest import (
+    feature_maps_sql,
+    id_text,
+    json_object_sql,
+    label_text,
+    sync_registry,
+    sync_spec,
+    utc_now,
+)
 
 NULL_TOKENS = ["", "NA", "N/A", "NULL", "null", "NaN", "nan", "None"]
 GZIP_MAGIC = b"\x1f\x8b"
@@ -532,7 +540,7 @@ def _insert_logs(
         f"""
         insert or ignore into raw.inference_log by name
         select ? as model_name, request_id, ? as model_version,
-               {json_object_sql(spec.features, "feature__")} as features, prediction, probability,
+               {feature_maps_sql(spec.features, "feature__")}, prediction, probability,
                {probabilities} as probabilities, scored_at, ? as loaded_at, ? as source
         from import_logs
         """,

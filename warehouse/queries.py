@@ -12,21 +12,13 @@ from ml.spec import ModelSpec
 from warehouse.targets import quote_identifier, sql_string
 
 
-def json_pointer(key: str) -> str:
-    """An RFC 6901 pointer to a top-level key: any text is safe in it (`~` and `/` escaped)."""
-    return "/" + key.replace("~", "~0").replace("/", "~1")
-
-
-def _feature_columns(spec: ModelSpec, json_column: str) -> str:
-    """The spec's features out of a JSON column, typed, under the user's own names: the key is a
-    quoted literal JSON pointer and the alias a quoted identifier, whatever the name holds."""
+def _feature_columns(spec: ModelSpec, table: str) -> str:
+    """The spec's features out of the typed maps of a raw table, under the user's own names: the
+    key is a quoted literal and the alias a quoted identifier, whatever the name holds."""
     columns = []
     for name, kind in spec.features.items():
-        value = f"json_extract_string({json_column}, {sql_string(json_pointer(name))})"
-        alias = quote_identifier(name)
-        columns.append(
-            f"try_cast({value} as double) as {alias}" if kind == "numeric" else f"{value} as {alias}"
-        )
+        column = "feature_numbers" if kind == "numeric" else "feature_categories"
+        columns.append(f"{table}.{column}[{sql_string(name)}] as {quote_identifier(name)}")
     return ",\n".join(columns)
 
 
@@ -44,7 +36,7 @@ def labelled_rows(
         f"""
         select logs.request_id as {quote_identifier(spec.id)},
                logs.scored_at as {quote_identifier(spec.timestamp)},
-               {_feature_columns(spec, "logs.features")}
+               {_feature_columns(spec, "logs")}
                {_as("labels.label", spec.label_column)}
         from raw.inference_log as logs
         inner join raw.labels as labels
@@ -67,7 +59,7 @@ def window_rows(
         f"""
         select logs.request_id as {quote_identifier(spec.id)},
                logs.scored_at as {quote_identifier(spec.timestamp)},
-               {_feature_columns(spec, "logs.features")},
+               {_feature_columns(spec, "logs")},
                logs.prediction as {quote_identifier(spec.prediction)}
                {_as("logs.probability", proba)}
                {_as("labels.label", spec.target)}
@@ -88,7 +80,7 @@ def reference_rows(
     proba = spec.prediction_proba or "probability"
     return connection.execute(
         f"""
-        select {_feature_columns(spec, "features")},
+        select {_feature_columns(spec, "reference_rows")},
                prediction as {quote_identifier(spec.prediction)}
                {_as("probability", proba)}
                {_as("label", spec.target)}

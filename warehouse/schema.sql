@@ -6,13 +6,16 @@ create schema if not exists raw;
 -- "what is new since the last build" is a number comparison that no clock step can reorder.
 create sequence if not exists raw.ingest_seq;
 
--- One row per logged prediction. `features` is a JSON object {feature_name: value}; the feature
--- list and types live in raw.model_features (written from the spec), so one table serves any model.
+-- One row per logged prediction. The feature values are typed maps {feature_name: value}: numeric
+-- features in feature_numbers, categorical ones in feature_categories (NULL values kept as NULL);
+-- the feature list and types live in raw.model_features (written from the spec), so one table
+-- serves any model and any feature names, and nothing on the hot path parses text.
 create table if not exists raw.inference_log (
     model_name varchar not null,
     request_id varchar not null,
     model_version integer,
-    features varchar not null,
+    feature_numbers map(varchar, double),
+    feature_categories map(varchar, varchar),
     prediction varchar,
     probability double,
     scored_at timestamp not null,
@@ -38,7 +41,8 @@ create table if not exists raw.reference_rows (
     model_name varchar not null,
     model_version integer not null,
     row_number integer not null,
-    features varchar not null,
+    feature_numbers map(varchar, double),
+    feature_categories map(varchar, varchar),
     prediction varchar,
     probability double,
     label varchar,
@@ -89,6 +93,13 @@ create table if not exists raw.monitored_models (
 
 -- binary (default) | multiclass | regression: which prediction drift and which metrics apply.
 alter table raw.monitored_models add column if not exists task varchar default 'binary';
+
+-- Homes made before the typed maps: the columns are added here and filled from the old JSON
+-- `features` column by warehouse/migrate.py, which then drops it.
+alter table raw.inference_log add column if not exists feature_numbers map(varchar, double);
+alter table raw.inference_log add column if not exists feature_categories map(varchar, varchar);
+alter table raw.reference_rows add column if not exists feature_numbers map(varchar, double);
+alter table raw.reference_rows add column if not exists feature_categories map(varchar, varchar);
 
 -- Rows written before ingest_seq existed are numbered in table order when the column is added.
 alter table raw.inference_log add column if not exists ingest_seq bigint default nextval('raw.ingest_seq');

@@ -34,7 +34,7 @@ PARITY_MARTS = (
     "marts.dim_model_versions",
 )
 # Wall-clock columns: when rows were loaded or registered differs between any two installations.
-VOLATILE_COLUMNS = {"loaded_at", "max_loaded_at", "created_at", "decided_at", "registered_at"}
+VOLATILE_COLUMNS = {"loaded_at", "max_ingest_seq", "ingest_seq", "created_at", "decided_at", "registered_at"}
 
 
 def write_parity_case(root: Path) -> Path:

@@ -396,14 +396,15 @@ def insert_fixture(database: Path, fixture: RawFixture) -> None:
     with duckdb.connect(str(database)) as connection:
         if fixture.reference_rows:
             connection.executemany(
-                "insert into raw.reference_rows (model_name, model_version, row_number, features, "
-                "prediction, probability, label, loaded_at) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                "insert into raw.reference_rows (model_name, model_version, row_number, feature_numbers, "
+                "feature_categories, prediction, probability, label, loaded_at) "
+                f"values (?, ?, ?, {FEATURE_MAPS_SQL}, ?, ?, ?, ?)",
                 [
                     [
                         row["model_name"],
                         row["model_version"],
                         row["row_number"],
-                        json.dumps(row["features"]),
+                        *feature_maps_json(row["features"]),
                         row["prediction"],
                         row["probability"],
                         row["label"],
@@ -414,15 +415,15 @@ def insert_fixture(database: Path, fixture: RawFixture) -> None:
             )
         if fixture.inference_rows:
             connection.executemany(
-                "insert into raw.inference_log (model_name, request_id, model_version, features, prediction, "
-                "probability, scored_at, received_at, loaded_at, source) "
-                "values (?, ?, ?, ?, ?, ?, ?, ?, ?, 'fixture')",
+                "insert into raw.inference_log (model_name, request_id, model_version, feature_numbers, "
+                "feature_categories, prediction, probability, scored_at, received_at, loaded_at, source) "
+                f"values (?, ?, ?, {FEATURE_MAPS_SQL}, ?, ?, ?, ?, ?, 'fixture')",
                 [
                     [
                         row["model_name"],
                         row["request_id"],
                         row["model_version"],
-                        json.dumps(row["features"]),
+                        *feature_maps_json(row["features"]),
                         row["prediction"],
                         row["probability"],
                         row["scored_at"],
@@ -464,6 +465,18 @@ def insert_fixture(database: Path, fixture: RawFixture) -> None:
                     for row in fixture.registry
                 ],
             )
+
+
+# raw stores feature values as typed maps, sent here as JSON objects
+FEATURE_MAPS_SQL = """from_json(?, '"MAP(VARCHAR, DOUBLE)"'), from_json(?, '"MAP(VARCHAR, VARCHAR)"')"""
+
+
+def feature_maps_json(features: dict[str, Any]) -> tuple[str, str]:
+    """A fixture row's features as raw's two maps (JSON): numbers, and text; a None is left out
+    (an absent key reads as NULL, whatever the feature's type)."""
+    numbers = {k: v for k, v in features.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    texts = {k: v for k, v in features.items() if isinstance(v, str)}
+    return json.dumps(numbers), json.dumps(texts)
 
 
 def query(database: Path, sql: str) -> list[dict[str, Any]]:

@@ -104,10 +104,17 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     first, second = helpers.first_load(), helpers.second_load()
     helpers.create_raw_tables(database)
     helpers.insert_fixture(database, first)
+    # raw numbers every loaded row in order: the second load's rows all come after this one
+    first_load_seq = helpers.query(database, "select max(ingest_seq) as seq from raw.inference_log")[0]["seq"]
 
     build_1, seconds_1 = helpers.run_dbt(home, "build")
     assert build_1.returncode == 0, build_1.stdout[-5000:] + build_1.stderr[-2000:]
-    state = {"results_1": helpers.run_results(home), "seconds_1": seconds_1}
+    state = {
+        "results_1": helpers.run_results(home),
+        "seconds_1": seconds_1,
+        "database": database,
+        "first_load_seq": first_load_seq,
+    }
     state["before"] = _snapshot(database)
 
     helpers.insert_fixture(database, second)
@@ -197,7 +204,14 @@ def test_window_references_follow_each_kind(warehouse):
     assert references[("fraud", 1)]["reference_id"] is None
     assert references[("fraud", 4)]["reference_id"] == "window:2024-03-03T00:00:00"
     assert references[("fraud", 4)]["reference_window_start"] == datetime(2024, 3, 3)
-    assert references[("fraud", 4)]["max_loaded_at"] == datetime(2024, 3, 8, 1)  # its reference's late rows
+    # its reference's late rows (the second load) move its watermark, past its own rows'
+    late_reference_rows = helpers.query(
+        warehouse["database"],
+        "select max(ingest_seq) as seq from raw.inference_log "
+        "where model_name = 'fraud' and scored_at >= '2024-03-03' and scored_at < '2024-03-04'",
+    )[0]["seq"]
+    assert late_reference_rows > warehouse["first_load_seq"]
+    assert references[("fraud", 4)]["max_ingest_seq"] == late_reference_rows
     assert all(row["reference_version"] is None for key, row in references.items() if key[0] != "car_loan")
 
 
@@ -335,7 +349,7 @@ def test_prediction_drift_matches_numpy(warehouse, state):
 def test_feature_statistics_match_numpy(warehouse, state):
     expected = warehouse[f"expected_{state}"]["feature_statistics"]
     rows = [
-        {k: v for k, v in row.items() if k != "max_loaded_at"}
+        {k: v for k, v in row.items() if k != "max_ingest_seq"}
         for row in warehouse[state]["feature_statistics"]
     ]
     _assert_rows_match(rows, expected, ("model_name", "feature_name", "window_start"))
@@ -380,7 +394,7 @@ def test_incremental_build_recounts_only_touched_windows(warehouse):
     same(untouched(after["feature_drift"]), untouched(before["feature_drift"]))
     touched = [r for r in after["bin_counts"] if (r["model_name"], r["window_start"].day) in RECOUNTED]
     assert {(r["model_name"], r["window_start"].day) for r in touched} == RECOUNTED
-    assert {r["max_loaded_at"] for r in touched} == {datetime(2024, 3, 8, 1, 0, 0)}
+    assert all(r["max_ingest_seq"] > warehouse["first_load_seq"] for r in touched)  # the second load's
 
 
 def test_late_rows_recount_their_window_and_the_rolling_next_one(warehouse):

@@ -60,8 +60,25 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def features_json(row: dict[str, Any]) -> str:
-    return json.dumps({key: _json_value(value) for key, value in row.items() if value is not MISSING})
+def feature_maps(row: dict[str, Any], features: dict[str, str]) -> tuple[str, str]:
+    """The row as raw's two typed maps (sent as JSON): numeric features' values as numbers
+    (non-finite ones kept: the warehouse must treat them as missing), categorical ones as text
+    (a number as its JSON text); MISSING keys left out."""
+    present = {key: value for key, value in row.items() if value is not MISSING}
+    numbers = {key: _json_value(value) for key, value in present.items() if features[key] == "numeric"}
+    categories = {
+        key: value if value is None or isinstance(value, str) else json.dumps(value)
+        for key, value in present.items()
+        if features[key] != "numeric"
+    }
+    return json.dumps(numbers), json.dumps(categories)
+
+
+# raw's typed maps from the JSON of feature_maps (DuckDB reads "NaN"/"Infinity" strings as doubles)
+MAPS_SQL = (
+    """from_json(feature_numbers, '"MAP(VARCHAR, DOUBLE)"'), """
+    """from_json(feature_categories, '"MAP(VARCHAR, VARCHAR)"')"""
+)
 
 
 def _pandas_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -113,18 +130,27 @@ def _insert_spec(connection: Any, model: MonitoredModel) -> None:
 
 def _insert_rows(connection: Any, model: MonitoredModel, loaded_at: datetime) -> None:
     reference_rows = [
-        [model.name, version, number, features_json(row), loaded_at]
+        [model.name, version, number, *feature_maps(row, model.features), loaded_at]
         for version, rows in model.reference_sets.items()
         for number, row in enumerate(rows, start=1)
     ]
     if reference_rows:
         _insert_frame(
             connection,
-            "raw.reference_rows (model_name, model_version, row_number, features, loaded_at)",
+            "raw.reference_rows (model_name, model_version, row_number, feature_numbers, "
+            "feature_categories, loaded_at)",
             pd.DataFrame(
                 reference_rows,
-                columns=["model_name", "model_version", "row_number", "features", "loaded_at"],
+                columns=[
+                    "model_name",
+                    "model_version",
+                    "row_number",
+                    "feature_numbers",
+                    "feature_categories",
+                    "loaded_at",
+                ],
             ),
+            f"model_name, model_version, row_number, {MAPS_SQL}, loaded_at",
         )
     inference_rows = []
     for index, rows in enumerate(model.windows):
@@ -136,12 +162,20 @@ def _insert_rows(connection: Any, model: MonitoredModel, loaded_at: datetime) ->
                     model.name,
                     f"{model.name}-{model.request_prefix}-{index}-{number}",
                     1,
-                    features_json(row),
+                    *feature_maps(row, model.features),
                     scored_at,
                 ]
             )
     frame = pd.DataFrame(
-        inference_rows, columns=["model_name", "request_id", "model_version", "features", "scored_at"]
+        inference_rows,
+        columns=[
+            "model_name",
+            "request_id",
+            "model_version",
+            "feature_numbers",
+            "feature_categories",
+            "scored_at",
+        ],
     )
     frame["received_at"] = frame["scored_at"]
     frame["loaded_at"] = loaded_at
@@ -150,15 +184,16 @@ def _insert_rows(connection: Any, model: MonitoredModel, loaded_at: datetime) ->
         return
     _insert_frame(
         connection,
-        "raw.inference_log (model_name, request_id, model_version, features, scored_at, "
-        "received_at, loaded_at, source)",
+        "raw.inference_log (model_name, request_id, model_version, feature_numbers, "
+        "feature_categories, scored_at, received_at, loaded_at, source)",
         frame,
+        f"model_name, request_id, model_version, {MAPS_SQL}, scored_at, received_at, loaded_at, source",
     )
 
 
-def _insert_frame(connection: Any, target: str, frame: pd.DataFrame) -> None:
+def _insert_frame(connection: Any, target: str, frame: pd.DataFrame, select: str = "*") -> None:
     connection.register("fixture_frame", frame)
-    connection.execute(f"insert into {target} select * from fixture_frame")
+    connection.execute(f"insert into {target} select {select} from fixture_frame")
     connection.unregister("fixture_frame")
 
 
@@ -194,6 +229,14 @@ def build(home: Path) -> float:
 def model_timings(home: Path) -> dict[str, float]:
     results = json.loads((home / "dbt_target" / "run_results.json").read_text())["results"]
     return {row["unique_id"]: row["execution_time"] for row in results}
+
+
+def max_ingest_seq(database: Path) -> int:
+    """The newest ingest number of raw.inference_log (rows loaded later get higher ones)."""
+    import duckdb
+
+    with duckdb.connect(str(database), read_only=True) as connection:
+        return connection.execute("select max(ingest_seq) from raw.inference_log").fetchall()[0][0]
 
 
 def drift_rows(database: Path) -> dict[tuple[str, str, datetime], dict[str, Any]]:

@@ -20,9 +20,9 @@ def raw_store(home: Home):
     with duckdb.connect(str(home.warehouse)) as connection:
         connection.execute(raw_schema_sql())
         connection.execute(
-            "insert into raw.inference_log (model_name, request_id, model_version, features, prediction, "
-            "probability, scored_at, received_at, loaded_at, source) values "
-            "('m', 'r1', 1, '{\"x\": 1}', '1', 0.5, timestamp '2024-03-01 23:30:00', null, "
+            "insert into raw.inference_log (model_name, request_id, model_version, feature_numbers, "
+            "prediction, probability, scored_at, received_at, loaded_at, source) values "
+            "('m', 'r1', 1, map {'x': 1.0}, '1', 0.5, timestamp '2024-03-01 23:30:00', null, "
             "timestamp '2024-03-02 00:00:00', 'file')"
         )
         yield connection

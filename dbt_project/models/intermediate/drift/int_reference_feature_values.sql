@@ -79,8 +79,14 @@ version_feature_values as (
         version_rows.reference_row_id,
         model_features.feature_name,
         model_features.feature_type,
-        {{ json_extract_field('version_rows.features_json', 'model_features.feature_name') }}
-            as value_text
+        case
+            when model_features.feature_type = 'categorical'
+                then {{ map_value('version_rows.feature_categories', 'model_features.feature_name') }}
+        end as value_category,
+        case
+            when model_features.feature_type = 'numeric'
+                then {{ finite_double(map_value('version_rows.feature_numbers', 'model_features.feature_name', 'double')) }}
+        end as value_number
 
     from version_rows
     inner join model_features
@@ -96,8 +102,8 @@ version_values as (
         reference_row_id,
         feature_name,
         feature_type,
-        case when feature_type = 'categorical' then value_text end as value_category,
-        case when feature_type = 'numeric' then {{ safe_cast_double('value_text') }} end as value_number
+        value_category,
+        value_number
 
     from version_feature_values
 

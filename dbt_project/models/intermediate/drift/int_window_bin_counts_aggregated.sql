@@ -14,8 +14,8 @@
 
     Incremental (delete+insert on model_name, window_start): a run recounts, in full, only
     - windows not here yet (new, or whose reference became usable),
-    - windows whose max_loaded_at (their rows and, for previous_window, their reference window's
-      rows) is after the newest max_loaded_at already here: late rows recount their window and the
+    - windows whose max_ingest_seq (their rows and, for previous_window, their reference window's
+      rows) is after the newest max_ingest_seq already here: late rows recount their window and the
       window after it,
     - windows whose reference_id changed (a newer reference version, a changed spec).
 #}
@@ -54,7 +54,7 @@ counted_windows as (
         model_name,
         window_start,
         max(reference_id) as reference_id,
-        max(max_loaded_at) as max_loaded_at
+        max(max_ingest_seq) as max_ingest_seq
 
     from {{ this }}
     group by
@@ -65,7 +65,7 @@ counted_windows as (
 
 watermark as (
 
-    select max(max_loaded_at) as max_loaded_at
+    select max(max_ingest_seq) as max_ingest_seq
     from counted_windows
 
 ),
@@ -89,7 +89,7 @@ windows_to_count as (
         and (
             counted_windows.model_name is null
             or window_references.reference_id <> counted_windows.reference_id
-            or window_references.max_loaded_at > watermark.max_loaded_at
+            or window_references.max_ingest_seq > watermark.max_ingest_seq
             {{ in_recount_range('window_references.window_start') }}
         )
     {% endif %}
@@ -112,6 +112,7 @@ window_values as (
         on
             feature_values.model_name = windows_to_count.model_name
             and feature_values.window_start = windows_to_count.window_start
+    where {{ scored_in_windows('feature_values.scored_at', 'windows_to_count') }}
 
 ),
 
@@ -196,7 +197,7 @@ window_bins as (
         reference_bins.n_reference_rows_in_bin,
         windows_to_count.window_start,
         windows_to_count.window_end,
-        windows_to_count.max_loaded_at
+        windows_to_count.max_ingest_seq
 
     from windows_to_count
     inner join reference_bins
@@ -223,7 +224,7 @@ final as (
         ) as n_reference_rows,
         window_bins.window_start,
         window_bins.window_end,
-        window_bins.max_loaded_at
+        window_bins.max_ingest_seq
 
     from window_bins
     left join window_bin_counts

@@ -13,9 +13,10 @@
     previous_window model, time range not complete or empty, no version with reference rows): such
     a window is reported without judgement.
 
-    max_loaded_at is the newest loaded_at of the rows the window's statistics depend on: its own
-    rows and, for previous_window, the rows of its reference window. The window counts recount a
-    window when it moves past their watermark, so late rows recount their window and the next one.
+    max_ingest_seq is the newest ingest_seq (raw's ingest order) of the rows the window's statistics
+    depend on: its own rows and, for previous_window, the rows of its reference window. The window
+    counts recount a window when it moves past their watermark, so late rows recount their window
+    and the next one, whatever the clocks said when they were loaded.
 #}
 
 with
@@ -45,7 +46,7 @@ windowed_logs as (
         inference_logs.model_version,
         monitored_models.window_seconds,
         inference_logs.scored_at,
-        inference_logs.loaded_at,
+        inference_logs.ingest_seq,
         {{ window_start_at('inference_logs.scored_at', 'monitored_models.window_seconds') }} as window_start
 
     from inference_logs
@@ -62,7 +63,7 @@ windows as (
         window_seconds,
         max(model_version) as max_model_version,
         count(*) as n_rows,
-        max(loaded_at) as window_max_loaded_at
+        max(ingest_seq) as window_max_ingest_seq
 
     from windowed_logs
     group by
@@ -153,8 +154,8 @@ previous_windows as (
         model_name,
         window_start,
         lag(window_start) over (partition by model_name order by window_start) as previous_window_start,
-        lag(window_max_loaded_at) over (partition by model_name order by window_start)
-            as previous_max_loaded_at
+        lag(window_max_ingest_seq) over (partition by model_name order by window_start)
+            as previous_max_ingest_seq
 
     from windows
 
@@ -191,10 +192,10 @@ final as (
         case
             when
                 monitored_models.reference_kind = 'previous_window'
-                and previous_windows.previous_max_loaded_at > windows.window_max_loaded_at
-                then previous_windows.previous_max_loaded_at
-            else windows.window_max_loaded_at
-        end as max_loaded_at
+                and previous_windows.previous_max_ingest_seq > windows.window_max_ingest_seq
+                then previous_windows.previous_max_ingest_seq
+            else windows.window_max_ingest_seq
+        end as max_ingest_seq
 
     from windows
     inner join monitored_models

@@ -12,7 +12,7 @@
     first, so a reference set is joined to each window as its distinct values only.
 
     Incremental (delete+insert on model_name, window_start): a run computes, in full, only the
-    windows not here yet, the windows whose int_window_references.max_loaded_at (their rows and, for
+    windows not here yet, the windows whose int_window_references.max_ingest_seq (their rows and, for
     previous_window references, the reference window's rows) is newer than when they were computed
     here, and the windows whose reference_id changed (a newer reference version, a time range that
     became usable). Windows already here are otherwise left alone. `--full-refresh` recomputes all.
@@ -60,7 +60,7 @@ evidently_models as (
             model_name,
             window_start,
             max(reference_id) as reference_id,
-            max(max_loaded_at) as max_loaded_at
+            max(max_ingest_seq) as max_ingest_seq
 
         from {{ this }}
         group by
@@ -78,7 +78,7 @@ windows_to_compute as (
         window_references.reference_id,
         window_references.window_start,
         window_references.window_end,
-        window_references.max_loaded_at
+        window_references.max_ingest_seq
 
     from window_references
     inner join evidently_models
@@ -90,7 +90,7 @@ windows_to_compute as (
                 and window_references.window_start = computed_windows.window_start
         where
             computed_windows.model_name is null
-            or window_references.max_loaded_at > computed_windows.max_loaded_at
+            or window_references.max_ingest_seq > computed_windows.max_ingest_seq
             or coalesce(window_references.reference_id, '') <> coalesce(computed_windows.reference_id, '')
             {{ in_recount_range('window_references.window_start') }}
     {% endif %}
@@ -120,6 +120,7 @@ current_values as (
         on
             current_feature_values.model_name = windows_to_compute.model_name
             and current_feature_values.window_start = windows_to_compute.window_start
+    where {{ scored_in_windows('current_feature_values.scored_at', 'windows_to_compute') }}
 
 ),
 
@@ -190,7 +191,7 @@ feature_windows as (
         current_values_counted.feature_type,
         windows_to_compute.window_start,
         windows_to_compute.window_end,
-        windows_to_compute.max_loaded_at
+        windows_to_compute.max_ingest_seq
 
     from current_values_counted
     inner join windows_to_compute
@@ -325,7 +326,7 @@ window_samples as (
         end as is_integer_valued,
         feature_windows.window_start,
         feature_windows.window_end,
-        feature_windows.max_loaded_at
+        feature_windows.max_ingest_seq
 
     from feature_windows
     left join sample_summaries
@@ -776,7 +777,7 @@ final as (
         binning_plans.is_integer_valued = 1 as is_integer_valued,
         binning_plans.window_start,
         binning_plans.window_end,
-        binning_plans.max_loaded_at
+        binning_plans.max_ingest_seq
 
     from binning_plans
     left join binned_statistics

@@ -6,7 +6,7 @@
     (mean, population std, min, max, quartiles of the non-NULL values) and categorical cardinality
     (distinct values, rows with a category the window's reference never saw).
     Incremental like the window counts (delete+insert on model_name, window_start): new windows,
-    windows whose max_loaded_at moved past the newest here, and windows whose reference changed are
+    windows whose max_ingest_seq moved past the newest here, and windows whose reference changed are
     recomputed in full from the unpivoted rows.
 #}
 
@@ -38,7 +38,7 @@ computed_windows as (
         model_name,
         window_start,
         max(reference_id) as reference_id,
-        max(max_loaded_at) as max_loaded_at
+        max(max_ingest_seq) as max_ingest_seq
 
     from {{ this }}
     group by
@@ -49,7 +49,7 @@ computed_windows as (
 
 watermark as (
 
-    select max(max_loaded_at) as max_loaded_at
+    select max(max_ingest_seq) as max_ingest_seq
     from computed_windows
 
 ),
@@ -69,7 +69,7 @@ windows_to_compute as (
         where
             computed_windows.model_name is null
             or coalesce(window_references.reference_id, '') <> coalesce(computed_windows.reference_id, '')
-            or window_references.max_loaded_at > watermark.max_loaded_at
+            or window_references.max_ingest_seq > watermark.max_ingest_seq
             {{ in_recount_range('window_references.window_start') }}
     {% endif %}
 
@@ -84,7 +84,7 @@ window_values as (
         feature_values.value_category,
         feature_values.value_number,
         windows_to_compute.reference_id,
-        windows_to_compute.max_loaded_at,
+        windows_to_compute.max_ingest_seq,
         feature_values.window_start,
         feature_values.window_end
 
@@ -94,7 +94,8 @@ window_values as (
             feature_values.model_name = windows_to_compute.model_name
             and feature_values.window_start = windows_to_compute.window_start
     where
-        feature_values.feature_name not in ('__prediction__', '__probability__')
+        {{ scored_in_windows('feature_values.scored_at', 'windows_to_compute') }}
+        and feature_values.feature_name not in ('__prediction__', '__probability__')
         and substr(feature_values.feature_name, 1, 16) <> '__probability__:'
 
 ),
@@ -149,7 +150,7 @@ counts as (
         reference_id,
         window_start,
         window_end,
-        max_loaded_at,
+        max_ingest_seq,
         count(*) as n_rows,
         sum(is_null) as n_null,
         sum(is_unseen) as n_unseen,
@@ -164,7 +165,7 @@ counts as (
         reference_id,
         window_start,
         window_end,
-        max_loaded_at
+        max_ingest_seq
 
 ),
 
@@ -267,7 +268,7 @@ final as (
         ) as n_unseen,
         cast(counts.window_start as {{ dbt.type_timestamp() }}) as window_start,
         cast(counts.window_end as {{ dbt.type_timestamp() }}) as window_end,
-        cast(counts.max_loaded_at as {{ dbt.type_timestamp() }}) as max_loaded_at
+        cast(counts.max_ingest_seq as {{ dbt.type_bigint() }}) as max_ingest_seq
 
     from counts
     left join numeric_summaries

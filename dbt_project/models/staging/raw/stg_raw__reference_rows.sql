@@ -12,7 +12,8 @@ renamed as (
         cast(model_name as {{ dbt.type_string() }}) as model_name,
         cast(model_version as {{ dbt.type_int() }}) as model_version,
         cast(row_number as {{ dbt.type_int() }}) as reference_row_id,
-        cast(features as {{ dbt.type_string() }}) as features_json,
+        feature_numbers,
+        feature_categories,
         cast(prediction as {{ dbt.type_string() }}) as prediction,
         cast(label as {{ dbt.type_string() }}) as label,  -- noqa: RF04
         cast(probability as {{ type_double() }}) as probability,

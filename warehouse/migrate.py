@@ -1,0 +1,71 @@
+"""Upgrades of a home's raw tables made by an older driftmart, run when the writer opens it.
+
+Feature values used to be stored as one JSON text column `features`; they are typed maps now
+(`feature_numbers`, `feature_categories`: see schema.sql). A home that still has the JSON column
+gets its maps filled from it, with each model's feature types from raw.model_features, and the
+column dropped, in one transaction: the upgrade happens once, whole or not at all.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+LEGACY_TABLES = ("inference_log", "reference_rows")
+
+
+def _has_column(connection: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
+    return bool(
+        connection.execute(
+            "select count(*) from information_schema.columns "
+            "where table_schema = 'raw' and table_name = ? and column_name = ?",
+            [table, column],
+        ).fetchall()[0][0]
+    )
+
+
+def _fill_maps_sql(table: str, key: str) -> str:
+    """The maps of every row of `table` from its JSON `features`, by the model's feature types;
+    `key` is the table's row key beside model_name."""
+    pointer = "'/' || replace(replace(features.feature_name, '~', '~0'), '/', '~1')"
+    value = f"json_extract_string(rows.features, {pointer})"
+    number = f"try_cast({value} as double)"
+    return f"""
+        update raw.{table} as target
+        set feature_numbers = maps.feature_numbers, feature_categories = maps.feature_categories
+        from (
+            select
+                rows.model_name,
+                {", ".join(f"rows.{column}" for column in key)},
+                map_from_entries(
+                    coalesce(list(struct_pack(k := features.feature_name,
+                        v := case when isfinite({number}) then {number} end))
+                        filter (where features.feature_type = 'numeric'), [])
+                ) as feature_numbers,
+                map_from_entries(
+                    coalesce(list(struct_pack(k := features.feature_name, v := {value}))
+                        filter (where features.feature_type <> 'numeric'), [])
+                ) as feature_categories
+            from raw.{table} as rows
+            inner join raw.model_features as features on rows.model_name = features.model_name
+            group by rows.model_name, {", ".join(f"rows.{column}" for column in key)}
+        ) as maps
+        where target.model_name = maps.model_name
+          and {" and ".join(f"target.{column} = maps.{column}" for column in key)}
+    """
+
+
+def upgrade(connection: duckdb.DuckDBPyConnection) -> None:
+    """Bring the raw tables of an older home up to date (a no-op on a current home)."""
+    legacy = [table for table in LEGACY_TABLES if _has_column(connection, table, "features")]
+    if not legacy:
+        return
+    keys = {"inference_log": ("request_id",), "reference_rows": ("model_version", "row_number")}
+    connection.execute("begin transaction")
+    try:
+        for table in legacy:
+            connection.execute(_fill_maps_sql(table, keys[table]))
+            connection.execute(f"alter table raw.{table} drop column features")
+        connection.execute("commit")
+    except BaseException:
+        connection.execute("rollback")
+        raise
