@@ -3,12 +3,15 @@
 Feature values used to be stored as one JSON text column `features`; they are typed maps now
 (`feature_numbers`, `feature_categories`: see schema.sql). A home that still has the JSON column
 gets its maps filled from it, with each model's feature types from raw.model_features, and the
-column dropped, in one transaction: the upgrade happens once, whole or not at all.
+column dropped, in one transaction: the upgrade happens once, whole or not at all. The tables dbt
+built from the old layout are dropped with it, so the next run rebuilds them from raw.
 """
 
 from __future__ import annotations
 
 import duckdb
+
+from warehouse.targets import BUILT_SCHEMAS
 
 LEGACY_TABLES = ("inference_log", "reference_rows")
 
@@ -65,6 +68,9 @@ def upgrade(connection: duckdb.DuckDBPyConnection) -> None:
         for table in legacy:
             connection.execute(_fill_maps_sql(table, keys[table]))
             connection.execute(f"alter table raw.{table} drop column features")
+        # What dbt built from the old layout is rebuilt from raw by the next run, in full.
+        for schema in BUILT_SCHEMAS:
+            connection.execute(f"drop schema if exists {schema} cascade")
         connection.execute("commit")
     except BaseException:
         connection.execute("rollback")

@@ -320,7 +320,8 @@ def first_load(seed: int = 20240301) -> RawFixture:
 def second_load(seed: int = 20240307) -> RawFixture:
     """A day later: car_loan gets late rows for window 1 and a new window 5, plus one more reference
     row for version 1 (its reference is frozen: it must change nothing); churn gets late rows
-    inside its reference range (window 0: frozen reference, only window 0's own counts change);
+    inside its reference range (window 0: the reference changed, so it is frozen again and every
+    churn window is recounted against it);
     fraud gets late rows for window 2, the reference of window 3 (both recounted), and a new
     window 6."""
     rng = np.random.default_rng(seed)
@@ -766,8 +767,10 @@ class FrozenReference:
 def expected_marts(builds: list[RawFixture]) -> dict[str, dict]:
     """The expected marts after running `dbt build` once on each cumulative raw state in `builds`.
 
-    A reference is frozen (bins, summary, and counts) at the first build whose windows need it;
-    previous-window references keep their frozen bins but are recounted from the current rows.
+    A model version's reference is frozen (bins, summary, and counts) at the first build whose
+    windows need it; a production-row reference (previous_window, time_range) is frozen again from
+    its rows as they are at every build that needs it (late rows change it), so the last build's
+    rows decide; previous-window references are recounted from the current rows.
     """
     frozen: dict[tuple[str, str, str], FrozenReference] = {}
     for data in builds:
@@ -777,7 +780,7 @@ def expected_marts(builds: list[RawFixture]) -> dict[str, dict]:
                     continue
                 for feature, kind in _all_features(model).items():
                     key = (model.name, reference_id, feature)
-                    if key not in frozen:
+                    if key not in frozen or model.reference_kind != "model_version":
                         values = [feature_value(r, feature) for r in rows]
                         bins = FeatureBins.freeze(kind, values)
                         frozen[key] = FrozenReference(bins, bins.counts(values))

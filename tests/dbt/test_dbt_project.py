@@ -44,7 +44,8 @@ DRIFT_CHECKS = (
 RECOUNTED = {
     ("car_loan", 2),  # late rows
     ("car_loan", 6),  # new window
-    ("churn", 1),  # late rows inside the frozen time range: only its own counts change
+    # churn: late rows inside its time-range reference, so the reference is frozen again and every
+    # churn window is recounted against it (see recounted() below)
     ("fraud", 3),  # late rows
     ("fraud", 4),  # its previous-window reference (day 3) got late rows
     ("fraud", 7),  # new window
@@ -375,9 +376,17 @@ def test_model_versions_come_from_the_registry(warehouse):
     _assert_rows_match(warehouse["after"]["model_versions"], expected, ("model_name", "model_version"))
 
 
+def recounted(warehouse) -> set[tuple[str, int]]:
+    """RECOUNTED plus every churn window: its time-range reference got late rows."""
+    churn = {(r["model_name"], r["window_start"].day) for r in warehouse["after"]["bin_counts"]}
+    return RECOUNTED | {key for key in churn if key[0] == "churn"}
+
+
 def test_incremental_build_recounts_only_touched_windows(warehouse):
+    expected = recounted(warehouse)
+
     def untouched(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [r for r in rows if (r["model_name"], r["window_start"].day) not in RECOUNTED]
+        return [r for r in rows if (r["model_name"], r["window_start"].day) not in expected]
 
     def same(after_rows: list[dict[str, Any]], before_rows: list[dict[str, Any]]) -> None:
         # Marts rebuilt in full may differ in the last bit of a double: the engine's summation
@@ -392,8 +401,9 @@ def test_incremental_build_recounts_only_touched_windows(warehouse):
     assert untouched(after["bin_counts"]) == untouched(before["bin_counts"])  # not recounted at all
     assert untouched(after["feature_statistics"]) == untouched(before["feature_statistics"])
     same(untouched(after["feature_drift"]), untouched(before["feature_drift"]))
-    touched = [r for r in after["bin_counts"] if (r["model_name"], r["window_start"].day) in RECOUNTED]
-    assert {(r["model_name"], r["window_start"].day) for r in touched} == RECOUNTED
+    touched = [r for r in after["bin_counts"] if (r["model_name"], r["window_start"].day) in expected]
+    assert {(r["model_name"], r["window_start"].day) for r in touched} == expected
+    assert len({key for key in expected if key[0] == "churn"}) > 1
     assert all(r["max_ingest_seq"] > warehouse["first_load_seq"] for r in touched)  # the second load's
 
 
@@ -414,14 +424,30 @@ def test_late_rows_recount_their_window_and_the_rolling_next_one(warehouse):
     assert after[("fraud", "amount", 4)]["n_reference"] == 200
     assert before[("fraud", "amount", 4)]["n_reference"] == 150
     assert after[("fraud", "amount", 4)]["psi"] != before[("fraud", "amount", 4)]["psi"]
-    # time_range: late rows inside the range count in day 1's window, not in the frozen reference.
+    # time_range: late rows inside the range count in day 1's window and in the reference, frozen
+    # again from the range's rows as they are now (as a build of all rows at once would).
     assert after[("churn", "plan", 1)]["n_current"] == 180
-    assert {r["n_reference"] for k, r in after.items() if k[0] == "churn"} == {300}
+    assert {r["n_reference"] for k, r in before.items() if k[0] == "churn"} == {300}
+    assert {r["n_reference"] for k, r in after.items() if k[0] == "churn"} == {330}
 
 
-def test_reference_bins_stay_frozen(warehouse):
+def test_reference_bins_stay_frozen_unless_their_rows_changed(warehouse):
+    # production-row references whose rows got late rows: frozen again from their rows now
+    refrozen = {
+        ("churn", "time_range:2024-03-01T00:00:00/2024-03-03T00:00:00"),
+        ("fraud", "window:2024-03-03T00:00:00"),
+    }
+
+    def kept(bins: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [b for b in bins if (b["model_name"], b["reference_id"]) not in refrozen]
+
     before = warehouse["before"]["bins"]
     after = warehouse["after"]["bins"]
-    assert [b for b in after if b in before] == before  # nothing changed, only references added
-    added = {(b["model_name"], b["reference_id"]) for b in after if b not in before}
+    # every other reference (the model versions' above all) is exactly as frozen before
+    assert [b for b in kept(after) if b in before] == kept(before)
+    added = {(b["model_name"], b["reference_id"]) for b in kept(after) if b not in before}
     assert added == {("fraud", "window:2024-03-06T00:00:00")}  # the reference of the new day 7
+    for b in after:
+        if (b["model_name"], b["reference_id"]) in refrozen:
+            assert b["reference_max_ingest_seq"] > warehouse["first_load_seq"], b
+    assert {(b["model_name"], b["reference_id"]) for b in after} >= refrozen

@@ -1,16 +1,13 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='fail',
-    )
-}}
+{#- incremental delete+insert on [model_name, reference_id] (macros/cross_db/incremental_by_key_config.sql) #}
+{{ config(**incremental_by_key_config(['model_name', 'reference_id'])) }}
 
 {#
     The bin catalogue, frozen once per (model_name, reference_id) from that reference's values
-    (int_reference_feature_values, DESIGN.md §5) and never recomputed: incremental runs append only
-    the references that a window needs (int_window_references) and that are not here yet. (A
-    feature added to a model later needs `--full-refresh`, as for the unpivot.)
+    (int_reference_feature_values) and not recomputed while it stays the same: incremental runs
+    freeze the references that a window needs (int_window_references) and that are not here yet,
+    and freeze again a production-row reference (previous_window, time_range) whose rows changed
+    since (late rows: its reference_max_ingest_seq moved), so a home fed in batches ends with the
+    bins a home fed at once has. (A feature added to a model later needs `--full-refresh`.)
     - numeric: cut points at the reference quantiles 1/n … (n-1)/n of the non-NULL values
       (n = var drift_n_quantile_bins, deciles by default), duplicates removed; bins
       [-inf, e1), [e1, e2) … [em, +inf) with lower_bound / upper_bound NULL at the open ends;
@@ -43,12 +40,16 @@ window_references as (
 
 needed_references as (
 
-    select distinct
+    select
         model_name,
-        reference_id
+        reference_id,
+        max(reference_max_ingest_seq) as reference_max_ingest_seq
 
     from window_references
     where reference_id is not null
+    group by
+        model_name,
+        reference_id
 
 ),
 
@@ -56,11 +57,15 @@ needed_references as (
 
 frozen_references as (
 
-    select distinct
+    select
         model_name,
-        reference_id
+        reference_id,
+        max(reference_max_ingest_seq) as reference_max_ingest_seq
 
     from {{ this }}
+    group by
+        model_name,
+        reference_id
 
 ),
 
@@ -76,7 +81,10 @@ references_to_freeze as (
             on
                 needed_references.model_name = frozen_references.model_name
                 and needed_references.reference_id = frozen_references.reference_id
-        where frozen_references.model_name is null
+        where
+            frozen_references.model_name is null
+            or coalesce(needed_references.reference_max_ingest_seq, -1)
+            <> coalesce(frozen_references.reference_max_ingest_seq, -1)
     {% endif %}
 
 ),
@@ -400,9 +408,15 @@ final as (
         cast(reference_totals.n_reference as {{ dbt.type_bigint() }}) as n_reference,
         cast(reference_totals.reference_std as {{ type_double() }}) as reference_std,
         cast(reference_totals.reference_min as {{ type_double() }}) as reference_min,
-        cast(reference_totals.reference_max as {{ type_double() }}) as reference_max
+        cast(reference_totals.reference_max as {{ type_double() }}) as reference_max,
+        cast(references_to_freeze.reference_max_ingest_seq as {{ dbt.type_bigint() }})
+            as reference_max_ingest_seq
 
     from bins
+    inner join references_to_freeze
+        on
+            bins.model_name = references_to_freeze.model_name
+            and bins.reference_id = references_to_freeze.reference_id
     inner join reference_totals
         on
             bins.model_name = reference_totals.model_name

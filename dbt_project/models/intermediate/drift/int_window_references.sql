@@ -13,10 +13,13 @@
     previous_window model, time range not complete or empty, no version with reference rows): such
     a window is reported without judgement.
 
-    max_ingest_seq is the newest ingest_seq (raw's ingest order) of the rows the window's statistics
-    depend on: its own rows and, for previous_window, the rows of its reference window. The window
-    counts recount a window when it moves past their watermark, so late rows recount their window
-    and the next one, whatever the clocks said when they were loaded.
+    reference_max_ingest_seq is the newest ingest_seq (raw's ingest order) of the production rows the
+    reference is made of (previous_window, time_range; NULL for model_version): the frozen bins
+    freeze a production-row reference again when it moves, since late rows changed the reference.
+    max_ingest_seq is the newest ingest_seq of all the rows the window's statistics depend on: its
+    own rows and its reference's. The window counts recount a window when it moves past their
+    watermark, so late rows recount their window and every window judged against them, whatever
+    the clocks said when they were loaded.
 #}
 
 with
@@ -119,7 +122,15 @@ time_ranges as (
                 else 0
             end
         ) as n_reference_rows,
-        max(windowed_logs.scored_at) as max_scored_at
+        max(windowed_logs.scored_at) as max_scored_at,
+        max(
+            case
+                when
+                    windowed_logs.scored_at >= monitored_models.reference_start_at
+                    and windowed_logs.scored_at < monitored_models.reference_end_at
+                    then windowed_logs.ingest_seq
+            end
+        ) as range_max_ingest_seq
 
     from monitored_models
     inner join windowed_logs
@@ -139,7 +150,8 @@ usable_time_ranges as (
         'time_range:'
         || {{ timestamp_to_text('reference_start_at') }}
         || '/'
-        || {{ timestamp_to_text('reference_end_at') }} as reference_id
+        || {{ timestamp_to_text('reference_end_at') }} as reference_id,
+        range_max_ingest_seq
 
     from time_ranges
     where
@@ -158,6 +170,32 @@ previous_windows as (
             as previous_max_ingest_seq
 
     from windows
+
+),
+
+reference_contents as (
+
+    {#- the newest ingest_seq among the rows the window's reference is made of (NULL for a model
+        version's reference rows, which never change once loaded) #}
+    select
+        windows.model_name,
+        windows.window_start,
+        case
+            when monitored_models.reference_kind = 'previous_window'
+                then previous_windows.previous_max_ingest_seq
+            when monitored_models.reference_kind = 'time_range'
+                then usable_time_ranges.range_max_ingest_seq
+        end as reference_max_ingest_seq
+
+    from windows
+    inner join monitored_models
+        on windows.model_name = monitored_models.model_name
+    left join usable_time_ranges
+        on windows.model_name = usable_time_ranges.model_name
+    left join previous_windows
+        on
+            windows.model_name = previous_windows.model_name
+            and windows.window_start = previous_windows.window_start
 
 ),
 
@@ -189,11 +227,10 @@ final as (
             when monitored_models.reference_kind = 'previous_window'
                 then previous_windows.previous_window_start
         end as reference_window_start,
+        reference_contents.reference_max_ingest_seq,
         case
-            when
-                monitored_models.reference_kind = 'previous_window'
-                and previous_windows.previous_max_ingest_seq > windows.window_max_ingest_seq
-                then previous_windows.previous_max_ingest_seq
+            when reference_contents.reference_max_ingest_seq > windows.window_max_ingest_seq
+                then reference_contents.reference_max_ingest_seq
             else windows.window_max_ingest_seq
         end as max_ingest_seq
 
@@ -210,6 +247,10 @@ final as (
         on
             windows.model_name = previous_windows.model_name
             and windows.window_start = previous_windows.window_start
+    inner join reference_contents
+        on
+            windows.model_name = reference_contents.model_name
+            and windows.window_start = reference_contents.window_start
 
 )
 
