@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test lint format clean bench
 
 install: $(STAMP)
 
@@ -20,6 +20,12 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Not part of `make test`: generates data, times driftmart against Evidently and a DuckDB scan, and
+# writes bench/results/. Sizes and repetitions: make bench BENCH_ARGS="--size 1M --repeat 3".
+bench: install
+	$(BIN)/python -c "import psutil, matplotlib" 2>/dev/null || $(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench_engine.py $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
