@@ -22,7 +22,7 @@
 
 with
 
-logs as (
+logs as {{ inlined() }} (
 
     select * from {{ ref('stg_raw__inference_logs') }}
 

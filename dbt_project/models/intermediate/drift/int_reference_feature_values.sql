@@ -22,7 +22,7 @@
 
 with
 
-reference_rows as (
+reference_rows as {{ inlined() }} (
 
     select * from {{ ref('stg_raw__reference_rows') }}
 
@@ -46,7 +46,7 @@ model_classes as (
 
 ),
 
-inference_values as (
+inference_values as {{ inlined() }} (
 
     select * from {{ ref('int_inference_feature_values_unpivoted') }}
 
@@ -58,7 +58,7 @@ window_references as (
 
 ),
 
-version_rows as (
+version_rows as {{ inlined() }} (
 
     select
         reference_rows.*,

@@ -457,12 +457,14 @@ regression_sums as (
         model_name,
         window_start,
         count(*) as n_pairs,
-        sum(abs(actual_value - predicted_value)) as sum_absolute_error,
-        sum((actual_value - predicted_value) * (actual_value - predicted_value)) as sum_squared_error,
-        sum(
-            abs(actual_value - predicted_value) / greatest(abs(actual_value), {{ float64_epsilon }})
-        ) as sum_absolute_percentage_error,
-        sum((actual_value - mean_actual_value) * (actual_value - mean_actual_value)) as total_sum_of_squares
+        {{ accurate_sum('abs(actual_value - predicted_value)') }} as sum_absolute_error,
+        {{ accurate_sum('(actual_value - predicted_value) * (actual_value - predicted_value)') }}
+            as sum_squared_error,
+        {{ accurate_sum(
+            'abs(actual_value - predicted_value) / greatest(abs(actual_value), ' ~ float64_epsilon ~ ')'
+        ) }} as sum_absolute_percentage_error,
+        {{ accurate_sum('(actual_value - mean_actual_value) * (actual_value - mean_actual_value)') }}
+            as total_sum_of_squares
 
     from finite_regression_pairs
     group by
