@@ -1,7 +1,9 @@
-"""Readers of the published copy during a real pipeline run (DESIGN.md §4): a separate process runs
-queries in a loop and an exporter scrapes in a thread while `run_pipeline` ingests new rows, builds
-and publishes. No reader may fail (no lock errors), wait long, or see a copy in which the tables do
-not agree; and the readers must see the old copy, then the new one, and nothing in between."""
+"""Readers of the published copy during a real pipeline run: a separate process runs queries in a
+loop and an exporter scrapes in a thread while `run_pipeline` ingests new rows, builds and
+publishes. No reader may fail (no lock errors), wait long, or see a copy in which the tables do
+not agree; and the readers must see the old copy, then the new one, and nothing in between. Also:
+a connection held open keeps reading its own copy (and the raw parts it names) while newer copies
+land, and readers find the parts from any working directory or where the home was moved to."""
 
 from __future__ import annotations
 
@@ -164,3 +166,116 @@ def test_readers_during_a_run_see_complete_copies_and_never_fail(built_home, spe
     print(f"{report['reads']} reads and {len(scrapes)} scrapes during a {run_seconds:.1f} s run")
     assert report["slowest"] < 5.0  # never blocked by the run
     assert scrapes and all(s["error"] is None and s["up"] == 1.0 for s in scrapes), scrapes[:5]
+
+
+def hold_a_connection_open(path: str, commands: Any, answers: Any) -> None:
+    """A reader process like a BI tool's: one connection to the published copy, opened once and
+    kept open, answering `count` on request until told `stop`."""
+    import duckdb
+
+    with duckdb.connect(path, read_only=True) as connection:
+        while commands.get(timeout=120) != "stop":
+            try:
+                answers.put(
+                    connection.execute(
+                        "select (select count(*) from raw.inference_log), (select count(*) from raw.labels), "
+                        "(select sum(n_current) from marts.fct_dataset_drift)"
+                    ).fetchall()[0]
+                )
+            except Exception as error:
+                answers.put(f"{type(error).__name__}: {error}")
+
+
+def _count_rows_in(connection) -> tuple:
+    """(predictions, labels, rows the drift windows counted) of the copy attached as `published`."""
+    return connection.execute(
+        "select (select count(*) from published.raw.inference_log), "
+        "(select count(*) from published.raw.labels), "
+        "(select sum(n_current) from published.marts.fct_dataset_drift)"
+    ).fetchall()[0]
+
+
+def _count_rows(path: str) -> tuple:
+    """The same of the file at `path` now (a DuckDB of its own: never a copy this process has open)."""
+    import duckdb
+
+    with duckdb.connect() as connection:
+        connection.execute(f"attach '{path}' as published (read_only)")
+        return _count_rows_in(connection)
+
+
+def test_an_open_reader_keeps_reading_its_copy_while_newer_ones_land(built_home, tmp_path, monkeypatch):
+    import duckdb
+
+    import warehouse.publish as publishing
+    from warehouse.publish import publish
+
+    home = copy_home(built_home, tmp_path / "home")
+    # Every later publish merges the parts, so the parts this reader's copy names are no longer
+    # named by the newest copy: they are kept all the same (RETAIN_SECONDS, one day by default).
+    monkeypatch.setattr(publishing, "MAX_SMALL_PARTS", 1)
+    publish(home)
+    context = multiprocessing.get_context("spawn")
+    commands, answers = context.Queue(), context.Queue()
+    reader = context.Process(target=hold_a_connection_open, args=(str(home.published), commands, answers))
+    reader.start()
+    try:
+        commands.put("count")
+        opened = answers.get(timeout=120)
+        assert opened == _count_rows(str(home.published))
+        for batch in range(3):
+            with duckdb.connect(str(home.warehouse)) as connection:
+                for table in ("inference_log", "labels"):
+                    connection.execute(
+                        f"insert into raw.{table} by name select * exclude (ingest_seq) "
+                        f"replace ('later-{batch}-' || request_id as request_id) "
+                        f"from raw.{table} where request_id not like 'later-%' limit 25"
+                    )
+            publish(home)
+            commands.put("count")
+            assert answers.get(timeout=120) == opened, batch  # its own copy, whole, with its rows
+        now = _count_rows(str(home.published))  # a new connection sees the newest copy
+        assert now[:2] == (opened[0] + 75, opened[1] + 75)
+    finally:
+        commands.put("stop")
+        reader.join(timeout=60)
+    assert reader.exitcode == 0
+
+
+def test_readers_elsewhere_find_the_parts(built_home, tmp_path):
+    """From any working directory the copy reads as it is; a reader that sees the home at another
+    path (a moved or copied home, a volume mounted elsewhere) names the folder in one variable,
+    and the next publish there writes the new path."""
+    import subprocess
+    import sys
+
+    import duckdb
+
+    from warehouse.publish import LOCATION_VARIABLE, publish
+
+    home = copy_home(built_home, tmp_path / "home")
+    publish(home)
+    expected = _count_rows(str(home.published))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    script = (
+        "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+        "print(c.execute('select count(*) from raw.inference_log').fetchall()[0][0])"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script, str(home.published)], cwd=elsewhere, capture_output=True, text=True
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert int(completed.stdout) == expected[0]
+
+    moved = Home.resolve(tmp_path / "moved")
+    home.root.rename(moved.root)  # the writer's path is gone
+    with duckdb.connect() as connection:
+        connection.execute(f"attach '{moved.published}' as published (read_only)")
+        assert connection.execute("select count(*) from published.marts.fct_dataset_drift").fetchall()[0][0]
+        with pytest.raises(duckdb.IOException):
+            connection.execute("select count(*) from published.raw.inference_log").fetchall()
+        connection.execute(f"set variable {LOCATION_VARIABLE} = '{moved.published_dir}'")
+        assert _count_rows_in(connection) == expected
+    publish(moved)  # the next publish names the home where it is now
+    assert _count_rows(str(moved.published)) == expected

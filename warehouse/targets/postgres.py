@@ -169,8 +169,12 @@ class PostgresTarget(Target):
         return copied
 
     def copy_built_tables(self, home: Home, published: duckdb.DuckDBPyConnection) -> list[str]:
-        """Every base table of BUILT_SCHEMAS on PostgreSQL into `published`, typed, replacing any
-        table of the same name; rows travel as CSV (`COPY … TO STDOUT`, then DuckDB's `COPY FROM`)."""
+        """Every base table of BUILT_SCHEMAS on PostgreSQL that readers use into `published`, typed,
+        replacing any table of the same name; rows travel as CSV (`COPY … TO STDOUT`, then DuckDB's
+        `COPY FROM`). Row-level tables (one row per prediction or more: they grow with history) stay
+        on PostgreSQL; readers of the copy join the raw logs instead."""
+        from warehouse.publish import is_row_level
+
         connection = self.connect()
         copied = []
         try:
@@ -178,6 +182,8 @@ class PostgresTarget(Target):
                 # Floats as their shortest exact text (the default since PostgreSQL 12; be explicit).
                 cursor.execute("set local extra_float_digits = 1")
                 for schema, table, columns in _built_tables(cursor):
+                    if is_row_level(column.name for column in columns):
+                        continue
                     name = f"{quote_identifier(schema)}.{quote_identifier(table)}"
                     select = ", ".join(quote_identifier(column.name) for column in columns)
                     with scratch.open("w", encoding="utf-8", newline="") as rows:
@@ -203,7 +209,7 @@ class PostgresTarget(Target):
 def _raw_store_layout(raw_store: duckdb.DuckDBPyConnection, table: str) -> tuple[list[Column], list[str]]:
     """The raw-store table's columns (in order, with the columns later `alter table`s added) and key."""
     columns = [
-        Column(name, POSTGRES_TYPES.get(data_type, "text"))
+        Column(name, "jsonb" if data_type.startswith("MAP(") else POSTGRES_TYPES.get(data_type, "text"))
         for name, data_type in raw_store_columns(raw_store, table)
     ]
     keys = raw_store.execute(
@@ -232,6 +238,17 @@ def _ensure_table(cursor, table: str, columns: list[Column], key: list[str]) -> 
             cursor.execute(f"alter table {name} add column {quote_identifier(column.name)} {column.type}")
 
 
+def _exported(columns: list[Column]) -> str:
+    """The select list that sends the raw store's columns as PostgreSQL reads them from CSV: the
+    typed feature maps as JSON objects (jsonb there), everything else as it is."""
+    return ", ".join(
+        f"to_json({quote_identifier(column.name)}) as {quote_identifier(column.name)}"
+        if column.type == "jsonb"
+        else quote_identifier(column.name)
+        for column in columns
+    )
+
+
 def _export(raw_store: duckdb.DuckDBPyConnection, scratch: Path, query: str, parameters: list) -> None:
     raw_store.execute(f"copy ({query}) to {sql_string(scratch)} (format csv, header false)", parameters)
 
@@ -246,10 +263,10 @@ def _copy_in(cursor, scratch: Path, table: str, columns: list[Column]) -> int:
 def _replace(
     cursor, raw_store: duckdb.DuckDBPyConnection, scratch: Path, table: str, columns: list[Column]
 ) -> int:
-    names = ", ".join(quote_identifier(column.name) for column in columns)
-    _export(raw_store, scratch, f"select {names} from {RAW_SCHEMA}.{quote_identifier(table)}", [])
-    cursor.execute(f"delete from {RAW_SCHEMA}.{quote_identifier(table)}")
-    return _copy_in(cursor, scratch, f"{RAW_SCHEMA}.{quote_identifier(table)}", columns)
+    name = f"{RAW_SCHEMA}.{quote_identifier(table)}"
+    _export(raw_store, scratch, f"select {_exported(columns)} from {name}", [])
+    cursor.execute(f"delete from {name}")
+    return _copy_in(cursor, scratch, name, columns)
 
 
 def _sync_incremental(
@@ -271,7 +288,7 @@ def _sync_incremental(
     (newest,) = cursor.fetchone()
     if newest is None:  # empty (rows without a stamp cannot exist): copy it whole
         return _replace(cursor, raw_store, scratch, table, columns)
-    _export(raw_store, scratch, f"select {names} from {name} where loaded_at > ?", [newest])
+    _export(raw_store, scratch, f"select {_exported(columns)} from {name} where loaded_at > ?", [newest])
     cursor.execute(f"create temporary table staged (like {name}) on commit drop")
     copied = _copy_in(cursor, scratch, "staged", columns)
     updates = ", ".join(

@@ -134,9 +134,13 @@ class SparkTarget(Target):
         return written
 
     def copy_built_tables(self, home: Home, published: duckdb.DuckDBPyConnection) -> list[str]:
-        """Every table Spark built in BUILT_SCHEMAS into `published`, with the types the DuckDB target
-        gives; the copy's BUILT_SCHEMAS hold exactly these tables afterwards (a DuckDB build that
-        once ran in this home's raw store does not linger in them)."""
+        """Every table Spark built in BUILT_SCHEMAS that readers use into `published`, with the types
+        the DuckDB target gives; the copy's BUILT_SCHEMAS hold exactly these tables afterwards (a
+        DuckDB build that once ran in this home's raw store does not linger in them). Row-level
+        tables (one row per prediction or more: they grow with history) stay with Spark; readers of
+        the copy join the raw logs instead."""
+        from warehouse.publish import is_row_level
+
         copied = []
         for schema in BUILT_SCHEMAS:
             published.execute(f"drop schema if exists {quote_identifier(schema)} cascade")
@@ -155,6 +159,8 @@ class SparkTarget(Target):
                 paths = ", ".join(sql_string(path) for path in files)
                 reader = f"read_parquet([{paths}], hive_partitioning = true, union_by_name = true)"
                 columns = published.execute(f"describe select * from {reader}").fetchall()
+                if is_row_level(column[0] for column in columns):
+                    continue
                 select = ", ".join(_import_column(column[0], column[1]) for column in columns)
                 published.execute(f"create table {name} as select {select} from {reader}")
                 copied.append(f"{schema}.{table_dir.name}")
