@@ -6,5 +6,5 @@
     (model, window) join still decides which rows count. `start_column` names the windows' start.
 #}
 {% macro scored_in_windows(column, windows, start_column='window_start') -%}
-    {{ column }} >= (select min({{ start_column }}) from {{ windows }})
+    {{ column }} >= (select min(earliest.{{ start_column }}) from {{ windows }} as earliest)
 {%- endmacro %}

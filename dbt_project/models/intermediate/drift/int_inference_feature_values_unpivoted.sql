@@ -46,8 +46,6 @@ model_classes as (
 
 ),
 
-
-
 feature_values as (
 
     select
@@ -58,11 +56,15 @@ feature_values as (
         model_features.feature_type,
         case
             when model_features.feature_type = 'categorical'
-                then {{ map_value('logs.feature_categories', 'model_features.feature_name') }}
+                then {{
+                    map_value('logs.feature_categories', 'model_features.feature_name')
+                }}
         end as value_category,
         case
             when model_features.feature_type = 'numeric'
-                then {{ finite_double(map_value('logs.feature_numbers', 'model_features.feature_name', 'double')) }}
+                then {{ finite_double(
+                    map_value('logs.feature_numbers', 'model_features.feature_name', 'double')
+                ) }}
         end as value_number,
         monitored_models.window_seconds,
         logs.scored_at,

@@ -81,11 +81,15 @@ version_feature_values as (
         model_features.feature_type,
         case
             when model_features.feature_type = 'categorical'
-                then {{ map_value('version_rows.feature_categories', 'model_features.feature_name') }}
+                then {{
+                    map_value('version_rows.feature_categories', 'model_features.feature_name')
+                }}
         end as value_category,
         case
             when model_features.feature_type = 'numeric'
-                then {{ finite_double(map_value('version_rows.feature_numbers', 'model_features.feature_name', 'double')) }}
+                then {{ finite_double(
+                    map_value('version_rows.feature_numbers', 'model_features.feature_name', 'double')
+                ) }}
         end as value_number
 
     from version_rows
