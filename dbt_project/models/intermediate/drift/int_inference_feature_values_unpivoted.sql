@@ -54,18 +54,7 @@ feature_values as (
         logs.model_version,
         model_features.feature_name,
         model_features.feature_type,
-        case
-            when model_features.feature_type = 'categorical'
-                then {{
-                    map_value('logs.feature_categories', 'model_features.feature_name')
-                }}
-        end as value_category,
-        case
-            when model_features.feature_type = 'numeric'
-                then {{ finite_double(
-                    map_value('logs.feature_numbers', 'model_features.feature_name', 'double')
-                ) }}
-        end as value_number,
+        {{ feature_value_columns('logs') }},
         monitored_models.window_seconds,
         logs.scored_at,
         logs.loaded_at,

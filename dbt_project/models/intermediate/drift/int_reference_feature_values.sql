@@ -79,18 +79,7 @@ version_feature_values as (
         version_rows.reference_row_id,
         model_features.feature_name,
         model_features.feature_type,
-        case
-            when model_features.feature_type = 'categorical'
-                then {{
-                    map_value('version_rows.feature_categories', 'model_features.feature_name')
-                }}
-        end as value_category,
-        case
-            when model_features.feature_type = 'numeric'
-                then {{ finite_double(
-                    map_value('version_rows.feature_numbers', 'model_features.feature_name', 'double')
-                ) }}
-        end as value_number
+        {{ feature_value_columns('version_rows') }}
 
     from version_rows
     inner join model_features

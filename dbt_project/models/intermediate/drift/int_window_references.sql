@@ -173,33 +173,7 @@ previous_windows as (
 
 ),
 
-reference_contents as (
-
-    {#- the newest ingest_seq among the rows the window's reference is made of (NULL for a model
-        version's reference rows, which never change once loaded) #}
-    select
-        windows.model_name,
-        windows.window_start,
-        case
-            when monitored_models.reference_kind = 'previous_window'
-                then previous_windows.previous_max_ingest_seq
-            when monitored_models.reference_kind = 'time_range'
-                then usable_time_ranges.range_max_ingest_seq
-        end as reference_max_ingest_seq
-
-    from windows
-    inner join monitored_models
-        on windows.model_name = monitored_models.model_name
-    left join usable_time_ranges
-        on windows.model_name = usable_time_ranges.model_name
-    left join previous_windows
-        on
-            windows.model_name = previous_windows.model_name
-            and windows.window_start = previous_windows.window_start
-
-),
-
-final as (
+window_choices as (
 
     select
         windows.model_name,
@@ -227,12 +201,15 @@ final as (
             when monitored_models.reference_kind = 'previous_window'
                 then previous_windows.previous_window_start
         end as reference_window_start,
-        reference_contents.reference_max_ingest_seq,
+        {#- the newest ingest_seq among the rows the window's reference is made of (NULL for a model
+            version's reference rows, which never change once loaded) #}
         case
-            when reference_contents.reference_max_ingest_seq > windows.window_max_ingest_seq
-                then reference_contents.reference_max_ingest_seq
-            else windows.window_max_ingest_seq
-        end as max_ingest_seq
+            when monitored_models.reference_kind = 'previous_window'
+                then previous_windows.previous_max_ingest_seq
+            when monitored_models.reference_kind = 'time_range'
+                then usable_time_ranges.range_max_ingest_seq
+        end as reference_max_ingest_seq,
+        windows.window_max_ingest_seq
 
     from windows
     inner join monitored_models
@@ -247,10 +224,27 @@ final as (
         on
             windows.model_name = previous_windows.model_name
             and windows.window_start = previous_windows.window_start
-    inner join reference_contents
-        on
-            windows.model_name = reference_contents.model_name
-            and windows.window_start = reference_contents.window_start
+
+),
+
+final as (
+
+    select
+        model_name,
+        reference_kind,
+        reference_id,
+        reference_version,
+        n_rows,
+        window_start,
+        window_end,
+        reference_window_start,
+        reference_max_ingest_seq,
+        case
+            when reference_max_ingest_seq > window_max_ingest_seq then reference_max_ingest_seq
+            else window_max_ingest_seq
+        end as max_ingest_seq
+
+    from window_choices
 
 )
 
