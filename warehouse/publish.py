@@ -86,7 +86,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -269,20 +269,29 @@ def _files(paths: Iterable[Path]) -> str:
     return "[" + ", ".join(sql_string(path) for path in paths) + "]"
 
 
-def _live_rows_sql(publication: _Publication, state: dict[str, Any]) -> str:
-    """The rows a table's state stands for, read from its parts at their paths here."""
-    parts = _files(publication.path(part["file"]) for part in state["parts"])
+def _live_rows(state: dict[str, Any], file_sql: Callable[[str], str]) -> str:
+    """The rows a table's state stands for: its parts, less the superseded rows (replaced labels),
+    with each part file written in SQL by `file_sql` (a path here, or the published copy's lookup)."""
+
+    def files(parts: list[dict[str, Any]]) -> str:
+        return "[" + ", ".join(file_sql(part["file"]) for part in parts) + "]"
+
+    rows = f"read_parquet({files(state['parts'])})"
     if not state.get("superseded"):
-        return f"select * from read_parquet({parts})"
-    superseded = _files(publication.path(part["file"]) for part in state["superseded"])
+        return f"select * from {rows}"
     condition = " and ".join(
         f"live.{quote_identifier(column)} = superseded.{quote_identifier(column)}"
         for column in [*state["key"], SEQUENCE_COLUMN]
     )
     return (
-        f"select live.* from read_parquet({parts}) as live "
-        f"anti join read_parquet({superseded}) as superseded on {condition}"
+        f"select live.* from {rows} as live "
+        f"anti join read_parquet({files(state['superseded'])}) as superseded on {condition}"
     )
+
+
+def _live_rows_sql(publication: _Publication, state: dict[str, Any]) -> str:
+    """The rows a table's state stands for, read from its parts at their paths here."""
+    return _live_rows(state, lambda file: sql_string(publication.path(file)))
 
 
 def _previous_table(publication: _Publication, table: str, mode: str, columns: list[list[str]]):
@@ -513,20 +522,10 @@ def _compacted(publication: _Publication, table: str, state: dict[str, Any]) -> 
 
 
 def _view_sql(table: str, state: dict[str, Any]) -> str:
-    def files(parts: list[dict[str, Any]]) -> str:
-        return "[" + ", ".join(f"{STATE_SCHEMA}.published_file({sql_string(p['file'])})" for p in parts) + "]"
+    def published_file(file: str) -> str:
+        return f"{STATE_SCHEMA}.published_file({sql_string(file)})"
 
-    rows = f"read_parquet({files(state['parts'])})"
-    if not state.get("superseded"):
-        return f"create view {_name('raw', table)} as select * from {rows}"
-    condition = " and ".join(
-        f"live.{quote_identifier(column)} = superseded.{quote_identifier(column)}"
-        for column in [*state["key"], SEQUENCE_COLUMN]
-    )
-    return (
-        f"create view {_name('raw', table)} as select live.* from {rows} as live "
-        f"anti join read_parquet({files(state['superseded'])}) as superseded on {condition}"
-    )
+    return f"create view {_name('raw', table)} as {_live_rows(state, published_file)}"
 
 
 def _export_raw(publication: _Publication) -> set[str]:
