@@ -4,6 +4,19 @@ DuckDB allows one writer process per file (DESIGN.md §4). Every step that write
 (ingest, dbt build, publish) holds an exclusive `flock` on `<home>/.warehouse.lock`, so two runs
 queue instead of failing with DuckDB's lock error; a wait longer than `timeout` (env
 DRIFTMART_LOCK_TIMEOUT, default 900 s) is a clear error naming the lock and the process holding it.
+
+DuckDB's own limits are set on every connection (the writer and the published copy's readers; the
+dbt process gets the same values through the same variables, orchestration/dbt_setup.py):
+
+- `threads` — env DRIFTMART_DUCKDB_THREADS; default the CPUs this process may run on
+  (`os.sched_getaffinity`, else `os.cpu_count()`).
+- `memory_limit` — env DRIFTMART_DUCKDB_MEMORY_LIMIT, any DuckDB size ("4GB", "512MiB", "25%");
+  default a quarter of the machine's memory (or of its cgroup limit), at most 2 GB. DuckDB's own
+  default (80 % of RAM) leaves too little for the Python side of an import or the next process on a
+  shared machine; past the limit DuckDB spills to disk instead of growing. Raise it for big sorts.
+- `temp_directory` — where DuckDB spills what does not fit: inside the home
+  (`<home>/tmp/duckdb-writer` for the writer, `<home>/tmp/duckdb-reader-<pid>` for readers, so two
+  processes never share spill files), not `.tmp` in the working directory.
 """
 
 from __future__ import annotations
@@ -24,6 +37,15 @@ from warehouse.home import Home
 
 DEFAULT_WRITER_TIMEOUT = 900.0
 LOCK_TIMEOUT_ENV = "DRIFTMART_LOCK_TIMEOUT"
+THREADS_ENV = "DRIFTMART_DUCKDB_THREADS"
+MEMORY_LIMIT_ENV = "DRIFTMART_DUCKDB_MEMORY_LIMIT"
+MEMORY_SHARE = 0.25  # of the machine's memory, by default ...
+MEMORY_CAP = 2 * 1000**3  # ... at most 2 GB (DuckDB's "GB" is 1000^3 bytes)
+# A container's memory limit (cgroup v2, then v1): lower than the machine's memory when set.
+CGROUP_MEMORY_LIMITS = (
+    Path("/sys/fs/cgroup/memory.max"),
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+)
 
 
 class WarehouseBusyError(DriftmartError):
@@ -47,6 +69,73 @@ def lock_timeout() -> float:
         return max(float(value), 0.0)
     except ValueError:
         raise DriftmartError(f"{LOCK_TIMEOUT_ENV}={value!r} is not a number of seconds") from None
+
+
+def duckdb_threads() -> int:
+    """DuckDB's worker threads: env DRIFTMART_DUCKDB_THREADS, default the CPUs this process may use."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value:
+        try:
+            threads = int(value)
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise DriftmartError(f"{THREADS_ENV}={value!r} is not a positive number of threads")
+        return threads
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _machine_memory() -> int | None:
+    """Bytes of memory this process may use: the machine's, or its cgroup's limit if lower."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        total = None
+    for limit_file in CGROUP_MEMORY_LIMITS:
+        try:
+            limit = int(limit_file.read_text().strip())
+        except (OSError, ValueError):  # absent, or "max": no limit
+            continue
+        total = limit if total is None else min(total, limit)
+    return total if total and total > 0 else None
+
+
+def duckdb_memory_limit() -> str:
+    """DuckDB's memory limit: env DRIFTMART_DUCKDB_MEMORY_LIMIT (a DuckDB size: "4GB", "25%"),
+    default a quarter of the machine's memory, at most 2 GB."""
+    value = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if value:
+        return value
+    total = _machine_memory()
+    if total is None:
+        return f"{MEMORY_SHARE:.0%}"
+    return f"{max(min(int(total * MEMORY_SHARE), MEMORY_CAP) // 1000**2, 64)}MB"
+
+
+def duckdb_settings(home: Home, role: str = "writer") -> dict[str, str]:
+    """The DuckDB settings of a connection to the home's warehouse (`role`: writer | reader)."""
+    spill = f"duckdb-{role}" if role == "writer" else f"duckdb-{role}-{os.getpid()}"
+    return {
+        "threads": str(duckdb_threads()),
+        "memory_limit": duckdb_memory_limit(),
+        "temp_directory": str(home.root / "tmp" / spill),
+    }
+
+
+def apply_settings(connection: duckdb.DuckDBPyConnection, settings: dict[str, str]) -> None:
+    """SET each setting (after connecting: a connect-time config would make DuckDB refuse a second
+    connection to the same file in this process with different settings). A bad value from the
+    environment is one clear error naming its variable."""
+    sources = {"threads": THREADS_ENV, "memory_limit": MEMORY_LIMIT_ENV}
+    for name, value in settings.items():
+        try:
+            connection.execute(f"set {name} = '{value.replace(chr(39), chr(39) * 2)}'")
+        except duckdb.Error as error:
+            source = f" (from {sources[name]})" if name in sources and os.environ.get(sources[name]) else ""
+            raise DriftmartError(f"DuckDB setting {name} = {value!r}{source} is not valid: {error}") from None
 
 
 @contextmanager
@@ -110,6 +199,11 @@ def connect_writer(home: Home) -> duckdb.DuckDBPyConnection:
     """Open the warehouse for writing and make sure the raw schema exists. Hold `writer_lock`."""
     home.ensure()
     connection = duckdb.connect(str(home.warehouse))
+    try:
+        apply_settings(connection, duckdb_settings(home, "writer"))
+    except BaseException:
+        connection.close()
+        raise
     connection.execute("set enable_progress_bar = false")
     connection.execute(raw_schema_sql())
     migrate.upgrade(connection)
@@ -132,4 +226,10 @@ def connect_published(home: Home) -> duckdb.DuckDBPyConnection:
         raise NothingPublishedError(
             f"nothing published yet at {home.published}: run `driftmart run` (or `driftmart demo`) first"
         )
-    return duckdb.connect(str(home.published), read_only=True)
+    connection = duckdb.connect(str(home.published), read_only=True)
+    try:
+        apply_settings(connection, duckdb_settings(home, "reader"))
+    except BaseException:
+        connection.close()
+        raise
+    return connection

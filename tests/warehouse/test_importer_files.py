@@ -96,11 +96,23 @@ def case(tmp_path_factory, spec):
     return root, logs
 
 
+def feature_columns(connection) -> str:
+    """The columns holding the logged feature values: the typed maps, or older homes' JSON text."""
+    columns = {
+        name
+        for (name,) in connection.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = 'raw' and table_name = 'inference_log'"
+        ).fetchall()
+    }
+    return "features" if "features" in columns else "feature_numbers, feature_categories"
+
+
 def loaded_logs(home: Home) -> list[tuple]:
     with duckdb.connect(str(home.warehouse), read_only=True) as connection:
         return connection.execute(
-            "select request_id, features, prediction, probability, scored_at, model_version "
-            "from raw.inference_log order by request_id"
+            f"select request_id, {feature_columns(connection)}, prediction, probability, scored_at, "
+            "model_version from raw.inference_log order by request_id"
         ).fetchall()
 
 
@@ -304,3 +316,250 @@ def test_unreadable_and_ambiguous_files(home, spec, case, tmp_path):
             import_files(home, spec, root / "reference.csv", tmp_path / name)
         assert message in str(raised.value), name
     assert not home.warehouse.exists()
+
+
+# --- files read in chunks -------------------------------------------------------------------------
+# Every file is read, checked and loaded `chunk_rows` rows at a time (warehouse/importer.CHUNK_ROWS);
+# tests lower it so that 120 rows span many chunks, and compare with one chunk per file.
+
+CHUNKED = 7  # 120 rows: 17 chunks of 7 and one of 1
+
+
+def warehouse_rows(home: Home) -> dict[str, list[tuple]]:
+    """Every raw row an import writes, without the load time (which differs between runs) and the
+    ingest sequence numbers (DuckDB hands them out in no particular row order, even in one insert);
+    those are checked to be one distinct number per row."""
+    tables = {
+        "inference_log": "request_id",
+        "labels": "request_id",
+        "reference_rows": "model_version, row_number",
+    }
+    rows = {}
+    with duckdb.connect(str(home.warehouse), read_only=True) as connection:
+        for table, order in tables.items():
+            (sequenced,) = connection.execute(
+                "select count(*) from information_schema.columns "
+                "where table_schema = 'raw' and table_name = ? and column_name = 'ingest_seq'",
+                [table],
+            ).fetchone()
+            if sequenced:
+                (distinct, total) = connection.execute(
+                    f"select count(distinct ingest_seq), count(*) from raw.{table}"
+                ).fetchone()
+                assert distinct == total
+            excluded = "loaded_at, ingest_seq" if sequenced else "loaded_at"
+            rows[table] = connection.execute(
+                f"select * exclude ({excluded}) from raw.{table} order by {order}"
+            ).fetchall()
+    return rows
+
+
+def staging_left(home: Home) -> list[Path]:
+    return sorted((home.root / "tmp").glob("import-*"))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "logs.csv",
+        "logs.csv.gz",
+        "logs.tsv",
+        "logs.parquet",
+        "flat.jsonl",
+        "nested.jsonl.gz",
+        "blank_lines.ndjson",
+        "array.json.gz",
+    ],
+)
+def test_a_file_over_many_chunks_imports_what_one_chunk_imports(tmp_path, spec, case, name):
+    root, _ = case
+    whole = Home.resolve(tmp_path / "whole").ensure()
+    chunked = Home.resolve(tmp_path / "chunked").ensure()
+    at_once = import_files(whole, spec, root / "reference.csv", root / name)
+    in_chunks = import_files(chunked, spec, root / "reference.csv", root / name, chunk_rows=CHUNKED)
+    assert in_chunks == at_once
+    assert (in_chunks.n_log_rows_read, in_chunks.n_log_rows_loaded) == (ROWS, ROWS)
+    assert warehouse_rows(chunked) == warehouse_rows(whole)
+    assert staging_left(chunked) == []
+    # the reference read in chunks is the same content: recognised as the version already registered
+    again = import_files(whole, spec, root / "reference.csv", root / name, chunk_rows=3)
+    assert (again.reference_is_new, again.model_version, again.n_log_rows_loaded) == (False, 1, 0)
+
+
+def test_labels_inline_and_in_a_file_over_many_chunks(tmp_path, spec, case):
+    """Inline labels and a labels file (which wins where both label a request), each over many
+    chunks, land as from one chunk: the same labels and counts."""
+    root, _ = case
+    labelled = scored(generate("no_drift", days=2, rows_per_day=ROWS // 2, seed=3), spec, 1)
+    labelled.to_csv(tmp_path / "logs.csv", index=False)
+    corrected = labelled[[spec.id, spec.target, spec.timestamp]].iloc[40:100].copy()
+    corrected[spec.target] = 1 - corrected[spec.target]
+    corrected.to_parquet(tmp_path / "labels.parquet", index=False)
+    results, rows = [], []
+    for chunk_rows in (None, CHUNKED, 1):
+        home = Home.resolve(tmp_path / f"home-{chunk_rows}").ensure()
+        arguments = (home, spec, root / "reference.csv", tmp_path / "logs.csv", tmp_path / "labels.parquet")
+        results.append(import_files(*arguments, chunk_rows=chunk_rows))
+        rows.append(warehouse_rows(home))
+    assert results[0].n_label_rows_read == ROWS
+    assert results[1] == results[0] and results[2] == results[0]
+    assert rows[1] == rows[0] and rows[2] == rows[0]
+    labels = {row[1]: row[2] for row in rows[0]["labels"]}
+    assert labels[corrected[spec.id].iloc[0]] == str(corrected[spec.target].iloc[0])
+
+
+def test_rows_already_loaded_are_skipped_across_chunks(home, spec, case, tmp_path):
+    root, logs = case
+    import_files(home, spec, root / "reference.csv", root / "logs.parquet", chunk_rows=CHUNKED)
+    more = scored(generate("no_drift", days=1, rows_per_day=50, seed=9), spec).drop(columns=[spec.target])
+    pd.concat([more.head(25), logs.iloc[::6], more.tail(25)]).to_csv(tmp_path / "more.csv", index=False)
+    result = import_files(home, spec, root / "reference.csv", tmp_path / "more.csv", chunk_rows=CHUNKED)
+    assert (result.n_log_rows_read, result.n_log_rows_loaded) == (70, 50)
+
+
+def _csv_edit(row: int, column: str, value: str):
+    def edit(frame: pd.DataFrame) -> None:
+        frame.loc[row, column] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edits", "message"),
+    [
+        ([_csv_edit(93, "car_value", "expensive")], "column 'car_value': 'expensive' at row 94 (line 95)"),
+        ([_csv_edit(61, "scored_at", "")], "column 'scored_at': missing at row 62 (line 63)"),
+        ([_csv_edit(118, "y_pred_proba", "1.5")], "'y_pred_proba': 1.5 at row 119 (line 120)"),
+        (
+            [_csv_edit(99, "request_id", "loan-x"), _csv_edit(4, "request_id", "loan-x")],
+            "duplicate id 'loan-x' at row 100 (line 101) (first seen at row 5 (line 6))",
+        ),
+        # two problems: the whole file's first failing check wins, whichever chunk it is in — the
+        # features are checked before the timestamps
+        (
+            [_csv_edit(2, "scored_at", "soon"), _csv_edit(80, "car_value", "high")],
+            "column 'car_value': 'high' at row 81 (line 82)",
+        ),
+        # … and a check's first bad row, though later chunks fail it too
+        (
+            [_csv_edit(80, "car_value", "high"), _csv_edit(30, "car_value", "low")],
+            "column 'car_value': 'low' at row 31 (line 32)",
+        ),
+        # a duplicate id (checked at the end of the file) comes before a bad probability
+        (
+            [
+                _csv_edit(3, "y_pred_proba", "2"),
+                _csv_edit(110, "request_id", "loan-y"),
+                _csv_edit(9, "request_id", "loan-y"),
+            ],
+            "duplicate id 'loan-y' at row 111 (line 112) (first seen at row 10 (line 11))",
+        ),
+    ],
+)
+def test_an_error_in_a_later_chunk_names_its_row_and_loads_nothing(
+    home, spec, case, tmp_path, edits, message
+):
+    root, _ = case
+    frame = pd.read_csv(root / "logs.csv", dtype=str, keep_default_na=False)
+    for edit in edits:
+        edit(frame)
+    frame.to_csv(tmp_path / "logs.csv", index=False)
+    errors = []
+    for chunk_rows in (CHUNKED, 1, None):
+        with pytest.raises(ImportFileError) as raised:
+            import_files(home, spec, root / "reference.csv", tmp_path / "logs.csv", chunk_rows=chunk_rows)
+        errors.append(str(raised.value))
+    assert message in errors[0]
+    assert errors[0].startswith(f"{tmp_path / 'logs.csv'}: ")
+    assert errors[1] == errors[0] and errors[2] == errors[0]
+    assert registry.list_versions(home, spec.model) == []
+    assert not home.warehouse.exists()
+    assert staging_left(home) == []
+
+
+@pytest.mark.parametrize("chunk_rows", [CHUNKED, 1])
+@pytest.mark.parametrize(("edit", "message"), BAD_JSON_LINES)
+def test_json_lines_errors_are_the_same_over_many_chunks(
+    home, spec, case, tmp_path, edit, message, chunk_rows
+):
+    """Each bad-line case, with the bad line moved past the first chunks: the same error as one chunk
+    gives, naming the line (blank lines counted)."""
+    root, logs = case
+    rows = edit(records(logs, spec, nested=True))
+    rows = rows[-40:] + rows[:-40]  # the edited record is now 40 records later
+    path = write_jsonl(tmp_path / "logs.jsonl", rows, blank_lines=True)
+    errors = []
+    for size in (None, chunk_rows):
+        with pytest.raises(ImportFileError) as raised:
+            import_files(home, spec, root / "reference.csv", path, chunk_rows=size)
+        errors.append(str(raised.value))
+    assert errors[1] == errors[0]
+    assert str(path) in errors[0]
+    assert not home.warehouse.exists()
+
+
+def test_a_key_seen_only_in_later_json_chunks(home, spec, case, tmp_path):
+    root, logs = case
+    rows = records(logs, spec, nested=True)
+    # an optional key only from record 60 on: the earlier records have no probability
+    late_probability = [
+        row if index >= 60 else {key: value for key, value in row.items() if key != spec.prediction_proba}
+        for index, row in enumerate(rows)
+    ]
+    path = write_jsonl(tmp_path / "late.jsonl", late_probability)
+    whole = import_files(Home.resolve(tmp_path / "whole").ensure(), spec, root / "reference.csv", path)
+    chunked = import_files(home, spec, root / "reference.csv", path, chunk_rows=CHUNKED)
+    assert chunked == whole
+    assert warehouse_rows(home) == warehouse_rows(Home.resolve(tmp_path / "whole"))
+    with duckdb.connect(str(home.warehouse), read_only=True) as connection:
+        assert connection.execute("select count(probability) from raw.inference_log").fetchall() == [(60,)]
+    # a required key only from record 30 on: the first record lacks it
+    late_region = [
+        {**row, "input": {k: v for k, v in row["input"].items() if k != "region" or index >= 30}}
+        for index, row in enumerate(rows)
+    ]
+    path = write_jsonl(tmp_path / "late_region.jsonl", late_region, blank_lines=True)
+    with pytest.raises(ImportFileError) as raised:
+        import_files(home, spec, root / "reference.csv", path, chunk_rows=CHUNKED)
+    assert f"{path}: line 2 has no 'region' (at the top level or under 'input')" in str(raised.value)
+
+
+def test_labels_file_errors_over_many_chunks(home, spec, case, tmp_path):
+    root, logs = case
+    labels = logs[[spec.id, spec.timestamp]].assign(**{spec.target: 1})
+    labels.iloc[[8, 77], 0] = "twice"
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    with pytest.raises(ImportFileError) as raised:
+        import_files(home, spec, root / "reference.csv", labels=tmp_path / "labels.csv", chunk_rows=CHUNKED)
+    assert "duplicate id 'twice' at row 78 (line 79) (first seen at row 9 (line 10))" in str(raised.value)
+    # JSON labels whose timestamp only later records have: the first record misses it
+    rows = [
+        {
+            spec.id: f"id-{index}",
+            spec.target: 1,
+            **({spec.timestamp: "2024-06-01T00:00:00"} if index >= 20 else {}),
+        }
+        for index in range(50)
+    ]
+    path = write_jsonl(tmp_path / "labels.jsonl", rows)
+    for chunk_rows in (None, CHUNKED):
+        with pytest.raises(ImportFileError) as raised:
+            import_files(home, spec, root / "reference.csv", labels=path, chunk_rows=chunk_rows)
+        assert f"{path}: column '{spec.timestamp}': missing at line 1" in str(raised.value)
+    assert not home.warehouse.exists()
+
+
+def test_a_reference_over_many_chunks_is_the_same_reference(tmp_path, spec, case):
+    root, _ = case
+    from warehouse.importer import prepare_reference
+
+    whole, non_finite = prepare_reference(spec, root / "reference.csv")
+    chunked, chunked_non_finite = prepare_reference(spec, root / "reference.csv", chunk_rows=CHUNKED)
+    pd.testing.assert_frame_equal(chunked, whole)
+    assert registry.reference_fingerprint(chunked) == registry.reference_fingerprint(whole)
+    assert chunked_non_finite == non_finite
+    frame = pd.read_csv(root / "reference.csv", dtype=str, keep_default_na=False)
+    frame.loc[250, "credit_score"] = "high"
+    frame.to_csv(tmp_path / "reference.csv", index=False)
+    with pytest.raises(ImportFileError, match=r"'high' at row 251 \(line 252\)"):
+        prepare_reference(spec, tmp_path / "reference.csv", chunk_rows=CHUNKED)
