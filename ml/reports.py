@@ -22,21 +22,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from evidently import DataDefinition, Dataset, Report
-from evidently.core.report import Snapshot
-from evidently.metrics import ValueDrift
-from evidently.presets import DataDriftPreset
-from evidently.sdk.models import PanelMetric
-from evidently.sdk.panels import counter_panel, line_plot_panel
-from evidently.ui.workspace import Project, Workspace
 
 from ml.errors import DriftmartError
 from ml.spec import ModelSpec
 from warehouse.home import Home
+
+# Evidently is imported by the functions that run or save a report, never at import time: it costs
+# seconds, and importing this module (the Dagster definitions do) must not pay them.
+if TYPE_CHECKING:
+    from evidently.core.report import Snapshot
+    from evidently.ui.workspace import Project, Workspace
 
 # Evidently's cost and the HTML's size grow with the rows; 20,000 a side keeps a report to seconds
 # while the drift statistics barely move (their sampling error is ~1/sqrt(n)).
@@ -224,6 +223,10 @@ def build_drift_report(
     spec's `min_window_rows`); a column without values on a side is skipped, with the reason kept.
     `timestamp` (e.g. the window start) orders the runs in the Evidently UI.
     """
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
     if max_rows < 1:
         raise ValueError(f"max_rows must be at least 1, got {max_rows}")
     for side, frame in (("current", current), ("reference", reference)):
@@ -325,6 +328,9 @@ def _workspace_lock(path: Path) -> Iterator[None]:
 
 def _project(workspace: Workspace, spec: ModelSpec) -> Project:
     """The model's project, found by name; created once, with a dashboard of the drift history."""
+    from evidently.sdk.models import PanelMetric
+    from evidently.sdk.panels import counter_panel, line_plot_panel
+
     found = workspace.search_project(spec.model)
     if found:
         return found[0]
@@ -384,6 +390,8 @@ def save_report(home: Home, spec: ModelSpec, report: DriftReport, window_start: 
     html, report_json, summary = directory / REPORT_HTML, directory / REPORT_JSON, directory / SUMMARY_JSON
     _write_atomically(html, report.snapshot.save_html)
     _write_atomically(report_json, report.snapshot.save_json)
+
+    from evidently.ui.workspace import Workspace
 
     workspace_dir = workspace_path(home)
     with _workspace_lock(workspace_dir):

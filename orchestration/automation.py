@@ -10,7 +10,6 @@ from datetime import datetime
 
 import duckdb
 
-from ml import registry
 from ml.spec import ModelSpec
 from warehouse.connection import NothingPublishedError, connect_published
 from warehouse.home import Home
@@ -52,6 +51,8 @@ def judged_windows(connection: duckdb.DuckDBPyConnection, spec: ModelSpec, champ
 def retrain_decision(home: Home, spec: ModelSpec) -> RetrainDecision:
     """Is a retrain due? Dataset drift in the latest judged window (an error), or drifted features
     in `consecutive_warns` judged windows in a row (warnings)."""
+    from ml import registry  # skops and scikit-learn: not for whoever only imports this module
+
     champion = registry.champion_version(home, spec.model)
     if champion is None:
         return RetrainDecision(False, f"{spec.model} has no champion to retrain")

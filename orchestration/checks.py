@@ -3,7 +3,6 @@ landing zone's data quality (a stop: blocking, so nothing is published from a br
 
 import dagster as dg
 
-from ml import registry
 from orchestration.automation import judged_windows
 from orchestration.resources import DriftmartResource
 from warehouse.connection import connect_published, warehouse_writer
@@ -20,6 +19,8 @@ MAX_QUARANTINE_SHARE = 0.05
     additional_deps=[dg.AssetKey(["published", "driftmart_duckdb"])],
 )
 def dataset_drift_latest_window(driftmart: DriftmartResource) -> dg.AssetCheckResult:
+    from ml import registry
+
     home, spec = driftmart.home, driftmart.spec()
     champion = registry.champion_version(home, spec.model)
     with connect_published(home) as connection:

@@ -197,8 +197,8 @@ def _run_once(args: argparse.Namespace, spec, home) -> int:
     from orchestration.report import drift_summary
 
     since = read_watermark(home, spec)
-    outcome = _quiet_pipeline(home, spec.source)
-    if not outcome.success:
+    outcome = _pipeline_unless_unchanged(home, spec, spec.source, full_refresh=args.full_refresh)
+    if outcome is not None and not outcome.success:
         print(
             f"driftmart: {spec.model}: {_failure(home, outcome)}; "
             f"see `driftmart ui` or {home.dbt_logs / 'last_run.log'}",
@@ -225,7 +225,7 @@ def _retrain_if_due(home, spec, spec_path: str | None) -> None:
     """The same decision as the Dagster sensor: on drift, run the retrain job and say what it did."""
     from ml import registry
     from orchestration.automation import retrain_decision
-    from orchestration.definitions import RETRAIN_JOB
+    from orchestration.jobs import RETRAIN_JOB
 
     decision = retrain_decision(home, spec)
     if not decision.needed:
@@ -239,18 +239,45 @@ def _retrain_if_due(home, spec, spec_path: str | None) -> None:
     print(f"retrain: challenger v{latest.model_version} {latest.status}: {latest.reason}")
     # One more pass mirrors the registry into the warehouse and republishes, so dim_model_versions,
     # the exporter and BI tools show the decision now rather than after the next run.
-    outcome = _quiet_pipeline(home, spec_path)
-    if not outcome.success:
+    outcome = _pipeline_unless_unchanged(home, spec, spec_path)
+    if outcome is not None and not outcome.success:
         raise UsageError(f"pipeline after the retrain: {_failure(home, outcome)}")
 
 
-def _quiet_pipeline(home, spec_path: str | None, *, job_name: str | None = None):
+def _pipeline_unless_unchanged(home, spec, spec_path: str | None, *, full_refresh: bool = False):
+    """The pipeline pass, or None when nothing it would read changed since its last successful
+    build (orchestration/state.py): then the published marts are already what it would publish, and
+    no Dagster run or dbt process is started. Either way `<home>/dbt/logs/last_run.log` says which."""
+    import duckdb
+
+    from orchestration.state import unchanged_since_last_build
+
+    if full_refresh:
+        reason = "--full-refresh"
+    else:
+        try:
+            unchanged, reason = unchanged_since_last_build(home, spec)
+        except (OSError, ValueError, KeyError, TypeError, duckdb.Error) as error:  # then it builds
+            unchanged = False
+            reason = f"the build state could not be compared ({type(error).__name__}: {error})"
+        if unchanged:
+            home.dbt_logs.mkdir(parents=True, exist_ok=True)
+            (home.dbt_logs / "last_run.log").write_text(f"dbt build skipped: {reason}\n")
+            return None
+    return _quiet_pipeline(home, spec_path, full_refresh=full_refresh, note=f"dbt build: {reason}")
+
+
+def _quiet_pipeline(
+    home, spec_path: str | None, *, job_name: str | None = None, full_refresh: bool = False, note=None
+):
     """A pipeline run whose failures the CLI reports in one line (`_failure`): Dagster's console logger
     would print each failed step with its stack trace. The full event log stays in the home's
     Dagster instance (`driftmart ui`)."""
     from orchestration.pipeline import run_pipeline
 
-    return run_pipeline(home, spec_path, job_name=job_name, log_level="CRITICAL")
+    return run_pipeline(
+        home, spec_path, job_name=job_name, log_level="CRITICAL", full_refresh=full_refresh, note=note
+    )
 
 
 def _failure(home, outcome) -> str:
@@ -465,6 +492,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--spec")
     run.add_argument(
         "--no-retrain", action="store_true", help="detect only: do not retrain when drift checks fail"
+    )
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild every dbt model from scratch (dbt build --full-refresh), even when nothing changed",
     )
     run.set_defaults(handler=cmd_run)
 

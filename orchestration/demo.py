@@ -25,7 +25,7 @@ from ml.errors import DriftmartError
 from ml.spec import load_spec
 from ml.train import train_model
 from orchestration.automation import retrain_decision
-from orchestration.definitions import RETRAIN_JOB
+from orchestration.jobs import RETRAIN_JOB
 from orchestration.pipeline import drift_report, run_pipeline
 from orchestration.report import drift_summary
 from warehouse.home import Home

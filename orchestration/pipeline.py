@@ -12,12 +12,14 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime
-
-import dagster as dg
+from typing import TYPE_CHECKING
 
 from ml.spec import ModelSpec
 from warehouse.connection import connect_published
 from warehouse.home import Home
+
+if TYPE_CHECKING:  # Dagster is imported when a pipeline runs, not by who reads the marts
+    import dagster as dg
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ def release_orphaned_runs(instance: dg.DagsterInstance) -> list[str]:
     concurrency slots: a dead run would otherwise hold the warehouse writer pool's only slot, and
     every later run would wait for it forever. Only runs started here by `run_pipeline` (they carry
     the pid and host tags) whose process is gone are touched. Returns their run ids."""
+    import dagster as dg
+
     released = []
     in_progress = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])
     for run in instance.get_runs(filters=in_progress):
@@ -70,9 +74,12 @@ def run_pipeline(
     job_name: str | None = None,
     partition_key: str | None = None,
     log_level: str = "WARNING",
+    full_refresh: bool = False,
+    note: str | None = None,
 ) -> PipelineOutcome:
     """Run a job of the definitions (default: ingest, dbt build, publish) on the home's instance;
-    returns whether it succeeded and the failed checks.
+    returns whether it succeeded and the failed checks. `full_refresh` rebuilds dbt's incremental
+    models from scratch (`dbt build --full-refresh`); `note` heads `<home>/dbt/logs/last_run.log`.
 
     The full event log is in the home's Dagster instance (`driftmart ui`); the console shows
     `log_level` and above.
@@ -80,8 +87,11 @@ def run_pipeline(
     os.environ["DRIFTMART_HOME"] = str(home.root)
     if spec_path:
         os.environ["DRIFTMART_SPEC"] = str(spec_path)
-    from orchestration.definitions import PIPELINE_JOB, build_definitions
+    import dagster as dg
+
+    from orchestration.assembly import build_definitions
     from orchestration.instance import instance_for
+    from orchestration.jobs import DBT_OP, PIPELINE_JOB, REPORT_OP
     from orchestration.partitions import current_partition_key
     from warehouse.targets import resolve_target
 
@@ -91,6 +101,11 @@ def run_pipeline(
     job = definitions.resolve_job_def(job_name or PIPELINE_JOB)
     if partition_key is None and job.partitions_def is not None:
         partition_key = current_partition_key(job.partitions_def)
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}, "ops": {}}
+    if full_refresh and job.graph.has_node_named(DBT_OP):
+        run_config["ops"][DBT_OP] = {"config": {"full_refresh": True}}
+    if job.graph.has_node_named(REPORT_OP):  # a report whose inputs did not change is not made again
+        run_config["ops"][REPORT_OP] = {"config": {"only_if_changed": True}}
     home.dbt_logs.mkdir(parents=True, exist_ok=True)
     # dbt's own progress lines go to a file (and to the Dagster event log), not the terminal.
     with (
@@ -98,12 +113,14 @@ def run_pipeline(
         (home.dbt_logs / "last_run.log").open("w") as console,
         contextlib.redirect_stdout(console),
     ):
+        if note:
+            print(note, flush=True)
         release_orphaned_runs(instance)
         result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
             partition_key=partition_key,
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            run_config=run_config,
             tags={PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
         )
         failed_steps = [

@@ -4,7 +4,6 @@ import dagster as dg
 
 from orchestration.resources import WAREHOUSE_WRITER_POOL, DriftmartResource
 from warehouse.connection import warehouse_writer
-from warehouse.ingest import ingest
 from warehouse.targets import resolve_target
 
 LANDED_INFERENCE = dg.AssetKey(["landing", "inference_segments"])
@@ -51,6 +50,8 @@ RAW_TABLES = {
 )
 def raw_tables(context: dg.AssetExecutionContext, driftmart: DriftmartResource):
     """Load every landed line not loaded before (exactly once) and mirror the spec and registry."""
+    from warehouse.ingest import ingest  # the model registry (skops, scikit-learn): only in this step
+
     home, spec = driftmart.home, driftmart.spec()
     target = resolve_target()
     with warehouse_writer(home) as connection:

@@ -3,13 +3,12 @@ or rejected, and so deployed: the API follows the registry's champion without a 
 
 import dagster as dg
 
-from ml import registry
-from ml.validation import split_recent, train_challenger, validate
-from orchestration.assets.publish import PUBLISHED
 from orchestration.automation import retrain_decision
 from orchestration.resources import DriftmartResource
 from warehouse.connection import connect_published
-from warehouse.queries import labelled_rows
+
+# orchestration/assets/publish.py's key: importing that module would read the dbt manifest.
+PUBLISHED = dg.AssetKey(["published", "driftmart_duckdb"])
 
 CHALLENGER = dg.AssetKey(["model", "challenger"])
 CHAMPION = dg.AssetKey(["model", "champion"])
@@ -28,6 +27,11 @@ CHAMPION = dg.AssetKey(["model", "champion"])
 def challenger_model(context: dg.AssetExecutionContext, driftmart: DriftmartResource) -> dg.MaterializeResult:
     """Refit the champion's estimator on its reference plus the labelled rows since the drift began
     (the most recent ones when run by hand), and validate it against the champion on the newest."""
+    # The model layer (scikit-learn, skops) is imported by the steps that train, not by the definitions.
+    from ml import registry
+    from ml.validation import split_recent, train_challenger, validate
+    from warehouse.queries import labelled_rows
+
     home, spec = driftmart.home, driftmart.spec()
     policy = spec.retrain
     decision = retrain_decision(home, spec)
@@ -87,6 +91,8 @@ def challenger_model(context: dg.AssetExecutionContext, driftmart: DriftmartReso
 def champion_model(context: dg.AssetExecutionContext, driftmart: DriftmartResource) -> dg.MaterializeResult:
     """Promote the validated challenger if it won (the API switches to it within a second; the old
     champion is kept for `driftmart rollback`), else mark it rejected with the reason."""
+    from ml import registry
+
     home, spec = driftmart.home, driftmart.spec()
     pending = [
         version

@@ -2,10 +2,10 @@
 
 import dagster as dg
 
+from orchestration import state
 from orchestration.assets.dbt import mart_asset_keys
 from orchestration.resources import WAREHOUSE_WRITER_POOL, DriftmartResource
 from warehouse.connection import writer_lock
-from warehouse.publish import publish
 
 PUBLISHED = dg.AssetKey(["published", "driftmart_duckdb"])
 
@@ -20,10 +20,17 @@ PUBLISHED = dg.AssetKey(["published", "driftmart_duckdb"])
 def published_warehouse(
     context: dg.AssetExecutionContext, driftmart: DriftmartResource
 ) -> dg.MaterializeResult:
-    """`<home>/published/driftmart.duckdb`, replaced atomically after each successful build."""
+    """`<home>/published/driftmart.duckdb`, replaced atomically after each successful build. A full
+    build of this run, now published, becomes the home's build state (orchestration/state.py)."""
+    from warehouse.publish import publish
+
     home = driftmart.home
     with writer_lock(home):
         path = publish(home, run_id=context.run_id)
+        try:
+            state.after_publish(home, context.run_id)
+        except OSError as error:  # the copy is published; only the next run's skip is lost
+            context.log.warning(f"build state not recorded ({error})")
     return dg.MaterializeResult(
         metadata={"path": dg.MetadataValue.path(str(path)), "bytes": path.stat().st_size}
     )

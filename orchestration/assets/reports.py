@@ -2,27 +2,45 @@
 
 Reads the published copy only (never the warehouse a run is writing), so it runs beside the
 pipeline without taking the writer lock. The files and the workspace run are ml/reports.py's.
+
+Beside a window's report, `.driftmart-inputs` holds a digest of everything the report and its
+metadata were made from (the window's rows, the reference rows, driftmart's marts for the window,
+the spec, the config, the Evidently version and this code). With `only_if_changed` (what
+`driftmart run` sets), a report whose inputs have not changed is not built again, and Evidently is
+not even imported: the step only confirms the report (the marker then names the build whose
+published marts it was checked against: orchestration/state.py) and materializes nothing.
 """
 
+import hashlib
+import json
 import math
 from datetime import UTC, datetime, timedelta
+from importlib import metadata as package_metadata
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import duckdb
 import pandas as pd
 
+import ml.reports
 from ml.reports import (
     DEFAULT_MAX_ROWS,
     DEFAULT_SEED,
+    REPORT_HTML,
+    REPORT_JSON,
+    SUMMARY_JSON,
     ColumnDrift,
     SavedReport,
     build_drift_report,
+    report_directory,
     save_report,
 )
 from ml.spec import ModelSpec
 from orchestration.resources import DriftmartResource
+from orchestration.state import REPORT_INPUTS_FILE, latest_reported_window, published_build_key, report_marker
 from warehouse.connection import NothingPublishedError, connect_published
+from warehouse.home import Home
 from warehouse.queries import reference_rows, window_rows
 
 EVIDENTLY_REPORT = dg.AssetKey(["reports", "evidently_drift"])
@@ -38,6 +56,7 @@ class EvidentlyReportConfig(dg.Config):
     window_start: str = ""  # ISO-8601 start of the window, e.g. 2026-03-04T00:00:00; empty: the latest
     max_rows: int = DEFAULT_MAX_ROWS  # rows per side at most; larger windows are sampled
     seed: int = DEFAULT_SEED
+    only_if_changed: bool = False  # skip a report whose inputs are those of the window's last report
 
 
 def _parse_window_start(text: str) -> datetime:
@@ -51,13 +70,7 @@ def _parse_window_start(text: str) -> datetime:
 
 def _latest_window_start(connection: duckdb.DuckDBPyConnection, spec: ModelSpec) -> datetime:
     """The newest window of the model that has a reference to compare with."""
-    (latest,) = connection.execute(
-        """
-        select max(window_start) from marts.fct_feature_drift
-        where model_name = ? and (reference_version is not null or reference_id is not null)
-        """,
-        [spec.model],
-    ).fetchone()
+    latest = latest_reported_window(connection, spec)
     if latest is None:
         raise dg.Failure(
             description=f"no window of model {spec.model!r} with a reference in the published warehouse: "
@@ -172,17 +185,58 @@ def score_bars(saved: SavedReport) -> str:
     return "```\n" + "\n".join(rows) + f"\n```\n{legend}"
 
 
+def _frame_digest(frame: pd.DataFrame) -> bytes:
+    columns = ",".join(f"{name}:{dtype}" for name, dtype in frame.dtypes.items()).encode()
+    try:
+        rows = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+    except TypeError:  # unhashable cells (lists, dicts): their JSON text
+        rows = frame.to_json(orient="values", date_format="iso", double_precision=15).encode()
+    return hashlib.sha256(columns + b"\0" + rows).digest()
+
+
+def inputs_digest(settings: dict[str, Any], *frames: pd.DataFrame) -> str:
+    """What a report is made from: `settings` (spec, window, reference, config) and `frames`, with
+    the Evidently version and the code that turns them into a report."""
+    code = b"".join(Path(module).read_bytes() for module in (__file__, ml.reports.__file__))
+    described = {
+        **settings,
+        "evidently": package_metadata.version("evidently"),
+        "code": hashlib.sha256(code).hexdigest(),
+    }
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode())
+    for frame in frames:
+        digest.update(_frame_digest(frame))
+    return digest.hexdigest()
+
+
+def _is_current(directory: Path, digest: str) -> bool:
+    marker = directory / REPORT_INPUTS_FILE
+    files = [directory / name for name in (REPORT_HTML, REPORT_JSON, SUMMARY_JSON)]
+    if not (marker.exists() and all(path.exists() for path in files)):
+        return False
+    return marker.read_text().split("\n", 1)[0] == digest
+
+
+def _write_marker(home: Home, directory: Path, digest: str) -> None:
+    """The report's inputs and the build it was made from (orchestration/state.py reads both)."""
+    partial = directory / f".{REPORT_INPUTS_FILE}.partial"
+    partial.write_text(report_marker(digest, published_build_key(home)))
+    partial.replace(directory / REPORT_INPUTS_FILE)
+
+
 @dg.asset(
     key=EVIDENTLY_REPORT,
     deps=[FEATURE_DRIFT, PUBLISHED],
     group_name="reports",
     kinds={"evidently"},
+    output_required=False,
 )
 def evidently_report(
     context: dg.AssetExecutionContext, config: EvidentlyReportConfig, driftmart: DriftmartResource
-) -> dg.MaterializeResult:
+):
     """Evidently 0.7 drift report (HTML + JSON) of the latest window, or of `window_start`, with
-    ValueDrift for prediction and target; added to the Evidently workspace under the home."""
+    ValueDrift for prediction and target; added to the Evidently workspace under the home. With
+    `only_if_changed`, nothing is materialized when the window's report is already of these inputs."""
     home, spec = driftmart.home, driftmart.spec()
     try:
         connection = connect_published(home)
@@ -200,6 +254,22 @@ def evidently_report(
         current = window_rows(connection, spec, window_start, window_end)
         reference = _reference(connection, spec, reference_id, reference_version)
     reference_label = str(reference_id) if pd.notna(reference_id) else f"model_version:{reference_version}"
+    directory = report_directory(home, spec.model, window_start)
+    settings = {
+        "spec": spec.to_dict(),
+        "window": [window_start.isoformat(), window_end.isoformat()],
+        "reference": reference_label,
+        "max_rows": config.max_rows,
+        "seed": config.seed,
+    }
+    digest = inputs_digest(settings, current, reference, marts)
+    if config.only_if_changed and _is_current(directory, digest):
+        _write_marker(home, directory, digest)  # confirmed against the marts published now
+        context.log.info(
+            f"{spec.model}: the report of window {window_start.isoformat()} is of the same rows, "
+            "reference and marts: not built again"
+        )
+        return
     context.log.info(
         f"{spec.model}: window {window_start.isoformat()} ({len(current)} rows) "
         f"against {reference_label} ({len(reference)} rows)"
@@ -221,6 +291,7 @@ def evidently_report(
         },
     )
     saved = save_report(home, spec, report, window_start)
+    _write_marker(home, saved.directory, digest)
 
     metadata: dict[str, Any] = {
         "report_html": dg.MetadataValue.path(str(saved.html)),
@@ -244,4 +315,4 @@ def evidently_report(
     # Numeric entries are what the Dagster UI plots across materializations (the asset's Plots tab).
     for drift in (*report.features, *report.outputs):
         metadata[f"evidently_score/{drift.column}"] = dg.MetadataValue.float(drift.drift_score)
-    return dg.MaterializeResult(metadata=metadata)
+    yield dg.MaterializeResult(metadata=metadata)

@@ -19,6 +19,7 @@ from orchestration.pipeline import run_pipeline
 from tests.conftest import DRIFT_PLAN
 from tests.services import start_api_server, stop_process_group
 from tests.test_cli import driftmart
+from warehouse.publish import publish
 
 pytestmark = pytest.mark.slow
 
@@ -105,18 +106,21 @@ def test_sensor_requests_one_retrain_per_drift_episode_and_the_job_promotes(buil
 def test_a_worse_challenger_is_rejected_with_the_reason(built_home, home_copy):
     home = home_copy(built_home)
     # Force a worse challenger: every label before the held-out newest rows is inverted in the
-    # data it trains on; the held-out rows keep their true labels.
-    with duckdb.connect(str(home.published)) as connection:
+    # data it trains on; the held-out rows keep their true labels. The labels are changed in the
+    # warehouse as a re-import would change them (a new ingest_seq), then published.
+    with duckdb.connect(str(home.warehouse)) as connection:
         cutoff = connection.execute("select quantile_disc(scored_at, 0.7) from raw.inference_log").fetchall()[
             0
         ][0]
         connection.execute(
             """
-            update raw.labels set label = case when label = '1' then '0' else '1' end
+            update raw.labels
+            set label = case when label = '1' then '0' else '1' end, ingest_seq = nextval('raw.ingest_seq')
             where request_id in (select request_id from raw.inference_log where scored_at < ?)
             """,
             [cutoff],
         )
+    publish(home)
     assert run_pipeline(home, job_name=RETRAIN_JOB).success
     challenger = registry.get_version(home, "car_loan", 2)
     assert challenger.status == "rejected"
