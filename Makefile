@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/driftmart demo
 
+# Two workers (the machine's two cores): a test waiting on a dbt or Spark subprocess leaves the other
+# core free. Each test file runs whole on one worker, the cross-engine files together (they share
+# the PostgreSQL and Spark homes); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Not part of `make test`: generates data, times driftmart against Evidently and a DuckDB scan, and
 # writes bench/results/. Sizes and repetitions: make bench BENCH_ARGS="--size 1M --repeat 3".
@@ -30,7 +35,7 @@ bench: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	lint_home=$$(mktemp -d) && DRIFTMART_HOME=$$lint_home $(BIN)/sqlfluff lint dbt_project/models; \
+	lint_home=$$(mktemp -d) && DRIFTMART_HOME=$$lint_home DBT_TARGET_PATH=$$lint_home/target $(BIN)/sqlfluff lint dbt_project/models; \
 		status=$$?; rm -rf $$lint_home; exit $$status
 
 format: install

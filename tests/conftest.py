@@ -26,6 +26,18 @@ __all__ = ["IN_CI"]
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 REPO = Path(__file__).resolve().parents[1]
+# The cross-engine files share the session's Spark and PostgreSQL homes (minutes to build).
+SHARED_SERVICE_TESTS = "tests/crossdb/"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `pytest -n N --dist loadgroup` (make test), each test file runs whole on one worker, so
+    its module fixtures are built once; the cross-engine files all run on the same worker."""
+    for item in items:
+        path = Path(str(item.path)).relative_to(REPO).as_posix()
+        group = "crossdb" if path.startswith(SHARED_SERVICE_TESTS) else path
+        item.add_marker(pytest.mark.xdist_group(group))
+
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -52,7 +53,14 @@ def _utc_naive(value: datetime) -> datetime:
         raise ValueError("timestamp is out of range once converted to UTC") from None
 
 
-Timestamp = Annotated[datetime, AfterValidator(_utc_naive)]
+def _iso_text(value: Any) -> Any:
+    """The schema says an ISO-8601 string: pydantic alone would also take a number as Unix seconds."""
+    if isinstance(value, bool | int | float):
+        raise ValueError("a timestamp is an ISO-8601 string, not a number")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_utc_naive)]
 
 
 class _Strict(BaseModel):

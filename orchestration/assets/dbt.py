@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import UTC
 from functools import cache
@@ -43,23 +44,30 @@ def ensure_manifest() -> Path:
             return MANIFEST
     environment = {**os.environ, **dbt_environment(Home.resolve())}
     environment["DBT_LOG_PATH"] = str(DBT_PROJECT_DIR / "logs")
-    completed = subprocess.run(
-        [
-            dbt_executable(),
-            "parse",
-            "--quiet",
-            "--project-dir",
-            str(DBT_PROJECT_DIR),
-            "--profiles-dir",
-            str(DBT_PROJECT_DIR),
-        ],
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"dbt parse failed:\n{completed.stdout}\n{completed.stderr}")
+    # Parsed into a folder of its own, then moved into place in one rename: two processes that
+    # find the manifest stale at once never read a half-written one.
+    MANIFEST.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".parse-", dir=MANIFEST.parent) as target:
+        completed = subprocess.run(
+            [
+                dbt_executable(),
+                "parse",
+                "--quiet",
+                "--project-dir",
+                str(DBT_PROJECT_DIR),
+                "--profiles-dir",
+                str(DBT_PROJECT_DIR),
+                "--target-path",
+                target,
+            ],
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if completed.returncode != 0:
+            raise RuntimeError(f"dbt parse failed:\n{completed.stdout}\n{completed.stderr}")
+        os.replace(Path(target) / MANIFEST.name, MANIFEST)
     return MANIFEST
 
 
