@@ -21,6 +21,9 @@ class RetrainDecision:
     reason: str
     drift_started_at: datetime | None = None  # first window of the drift episode
     trigger_window: datetime | None = None  # the window that crossed the line
+    # Due, but fewer labelled rows since the drift began than `retrain.min_labelled_rows`: the
+    # retrain waits (no run is requested) and happens on a later pass once the labels arrive.
+    waiting_for_labels: bool = False
 
     @property
     def run_key(self) -> str:
@@ -90,4 +93,17 @@ def retrain_decision(home: Home, spec: ModelSpec) -> RetrainDecision:
             return RetrainDecision(
                 False, f"already retrained for this drift (v{version.model_version})", started, trigger
             )
+    from warehouse.queries import labelled_count  # pandas: not for whoever only imports this module
+
+    with connect_published(home) as connection:
+        n_labelled = labelled_count(connection, spec, since=started)
+    if n_labelled < spec.retrain.min_labelled_rows:
+        return RetrainDecision(
+            False,
+            f"{reason}: the retrain is due and waits for labels ({n_labelled} labelled rows scored since "
+            f"{started:%Y-%m-%d %H:%M}; retrain.min_labelled_rows is {spec.retrain.min_labelled_rows})",
+            started,
+            trigger,
+            waiting_for_labels=True,
+        )
     return RetrainDecision(True, reason, started, trigger)

@@ -228,6 +228,9 @@ def _retrain_if_due(home, spec, spec_path: str | None) -> None:
     from orchestration.jobs import RETRAIN_JOB
 
     decision = retrain_decision(home, spec)
+    if decision.waiting_for_labels:
+        print(f"retrain: due, waiting for labels: {decision.reason}")
+        return
     if not decision.needed:
         print(f"retrain: not due ({decision.reason})")
         return

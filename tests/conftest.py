@@ -39,7 +39,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(pytest.mark.xdist_group(group))
 
 
-
 @pytest.fixture(scope="session")
 def postgres_server():
     """One throwaway PostgreSQL cluster per session; yields its libpq environment (PGHOST …).

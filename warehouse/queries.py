@@ -49,6 +49,24 @@ def labelled_rows(
     ).df()
 
 
+def labelled_count(
+    connection: duckdb.DuckDBPyConnection, spec: ModelSpec, since: datetime | None = None
+) -> int:
+    """How many production rows of the model scored at or after `since` have a label: what a
+    retrain could train and validate on (`labelled_rows` reads at most `limit` of them)."""
+    (count,) = connection.execute(
+        """
+        select count(*)
+        from raw.inference_log as logs
+        inner join raw.labels as labels
+            on labels.model_name = logs.model_name and labels.request_id = logs.request_id
+        where logs.model_name = ? and logs.scored_at >= ?
+        """,
+        [spec.model, since or datetime(1, 1, 1)],
+    ).fetchone()
+    return count
+
+
 def window_rows(
     connection: duckdb.DuckDBPyConnection, spec: ModelSpec, window_start: datetime, window_end: datetime
 ) -> pd.DataFrame:

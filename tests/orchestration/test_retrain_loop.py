@@ -51,6 +51,31 @@ def test_retrain_is_due_only_after_failed_checks(built_home, calm_home):
     assert not calm.needed and "no retrain due" in calm.reason
 
 
+def test_a_retrain_short_of_labels_waits_and_says_for_how_many(built_home, capsys):
+    from dataclasses import replace
+
+    from orchestration.cli import _retrain_if_due
+    from warehouse.queries import labelled_count
+
+    spec = registry_spec()
+    due = retrain_decision(built_home, spec)
+    with duckdb.connect(str(built_home.published), read_only=True) as connection:
+        n_labelled = labelled_count(connection, spec, since=due.drift_started_at)
+    assert n_labelled > 0
+    wanting = replace(spec, retrain=replace(spec.retrain, min_labelled_rows=n_labelled + 1))
+    waiting = retrain_decision(built_home, wanting)
+    assert (waiting.needed, waiting.waiting_for_labels) == (False, True)
+    assert (waiting.drift_started_at, waiting.trigger_window) == (due.drift_started_at, due.trigger_window)
+    assert f"({n_labelled} labelled rows scored since" in waiting.reason
+    assert f"retrain.min_labelled_rows is {n_labelled + 1}" in waiting.reason
+    _retrain_if_due(built_home, wanting, None)  # no retrain job is run: it would fail short of labels
+    assert capsys.readouterr().out.startswith("retrain: due, waiting for labels: dataset drift")
+    assert [version.model_version for version in registry.list_versions(built_home, spec.model)] == [1]
+    # Once as many labels as the policy asks for exist, the same drift is due.
+    enough = replace(spec, retrain=replace(spec.retrain, min_labelled_rows=n_labelled))
+    assert retrain_decision(built_home, enough).needed
+
+
 def registry_spec():
     from ml.spec import load_spec
 
