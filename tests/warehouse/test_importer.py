@@ -1,5 +1,3 @@
-import json
-
 import duckdb
 import numpy as np
 import pandas as pd
@@ -41,20 +39,7 @@ def files(tmp_path, spec):
 
 
 def stored_features(connection, request_id: str) -> dict:
-    """One logged row's feature values {name: value}, however the home stores them: the typed maps
-    (feature_numbers, feature_categories) or the JSON `features` of older homes."""
-    columns = {
-        name
-        for (name,) in connection.execute(
-            "select column_name from information_schema.columns "
-            "where table_schema = 'raw' and table_name = 'inference_log'"
-        ).fetchall()
-    }
-    if "features" in columns:
-        (text,) = connection.execute(
-            "select features from raw.inference_log where request_id = ?", [request_id]
-        ).fetchone()
-        return json.loads(text)
+    """One logged row's feature values {name: value}, from raw's typed maps."""
     numbers, categories = connection.execute(
         "select feature_numbers, feature_categories from raw.inference_log where request_id = ?", [request_id]
     ).fetchone()

@@ -96,22 +96,10 @@ def case(tmp_path_factory, spec):
     return root, logs
 
 
-def feature_columns(connection) -> str:
-    """The columns holding the logged feature values: the typed maps, or older homes' JSON text."""
-    columns = {
-        name
-        for (name,) in connection.execute(
-            "select column_name from information_schema.columns "
-            "where table_schema = 'raw' and table_name = 'inference_log'"
-        ).fetchall()
-    }
-    return "features" if "features" in columns else "feature_numbers, feature_categories"
-
-
 def loaded_logs(home: Home) -> list[tuple]:
     with duckdb.connect(str(home.warehouse), read_only=True) as connection:
         return connection.execute(
-            f"select request_id, {feature_columns(connection)}, prediction, probability, scored_at, "
+            "select request_id, feature_numbers, feature_categories, prediction, probability, scored_at, "
             "model_version from raw.inference_log order by request_id"
         ).fetchall()
 
