@@ -24,7 +24,7 @@ demo: install
 TEST_WORKERS ?= 2
 
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Not part of `make test`: generates data, times driftmart against Evidently and a DuckDB scan, and
 # writes bench/results/. Sizes and repetitions: make bench BENCH_ARGS="--size 1M --repeat 3".

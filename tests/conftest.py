@@ -30,13 +30,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_SERVICE_TESTS = "tests/crossdb/"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `pytest -n N --dist loadgroup` (make test), each test file runs whole on one worker, so
-    its module fixtures are built once; the cross-engine files all run on the same worker."""
-    for item in items:
-        path = Path(str(item.path)).relative_to(REPO).as_posix()
-        group = "crossdb" if path.startswith(SHARED_SERVICE_TESTS) else path
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config, log):
+    """Under `pytest -n N --dist loadfile` (make test), each test file runs whole on one worker, so
+    its module fixtures are built once, and the cross-engine files all run on the same worker."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class FileOrSharedServices(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return SHARED_SERVICE_TESTS if path.startswith(SHARED_SERVICE_TESTS) else path
+
+    return FileOrSharedServices(config, log) if config.getvalue("dist") == "loadfile" else None
 
 
 @pytest.fixture(scope="session")
