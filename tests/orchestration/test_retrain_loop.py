@@ -69,7 +69,8 @@ def test_a_retrain_short_of_labels_waits_and_says_for_how_many(built_home, capsy
     assert f"({n_labelled} labelled rows scored since" in waiting.reason
     assert f"retrain.min_labelled_rows is {n_labelled + 1}" in waiting.reason
     _retrain_if_due(built_home, wanting, None)  # no retrain job is run: it would fail short of labels
-    assert capsys.readouterr().out.startswith("retrain: due, waiting for labels: dataset drift")
+    assert capsys.readouterr().out == f"retrain: due, waiting for labels: {waiting.reason}\n"
+    assert waiting.reason.startswith(f"{due.reason}: the retrain is due and waits for labels")
     assert [version.model_version for version in registry.list_versions(built_home, spec.model)] == [1]
     # Once as many labels as the policy asks for exist, the same drift is due.
     enough = replace(spec, retrain=replace(spec.retrain, min_labelled_rows=n_labelled))
