@@ -3,8 +3,8 @@
 A report holds Evidently 0.7's `DataDriftPreset` over the spec's features (their types declared in a
 `DataDefinition`, never guessed) and `ValueDrift` for the model's outputs: the prediction, the
 probability (classifiers) and the target where enough labels exist. These are Evidently's own
-numbers with its own defaults (DESIGN.md §5), shown beside driftmart's marts, so the two can differ
-unless the spec asks for `statistics: evidently`.
+numbers with its own defaults (docs/architecture.md §5), shown beside driftmart's marts, so the two
+can differ unless the spec asks for `statistics: evidently`.
 
 Files: `<home>/reports/<model>/<window_start:%Y%m%dT%H%M%S>/report.html|report.json|summary.json`,
 and one run per window in the workspace `<home>/reports/workspace` (one project per model), so

@@ -71,7 +71,7 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 }
 DEFAULT_DRIFT_METHODS = {
     "reference_bins": {"numeric": "psi", "categorical": "js_distance"},
-    # Evidently 0.7's own defaults for references above 1,000 rows (DESIGN.md §5).
+    # Evidently 0.7's own defaults for references above 1,000 rows (docs/architecture.md §5).
     "evidently": {"numeric": "wasserstein_normed", "categorical": "js_distance"},
 }
 # PSI over 10 bins has a small-sample bias of about 9/n: below ~100 rows a window is noise.

@@ -1,6 +1,6 @@
 """Windows as Dagster time partitions: one partition per monitoring window of the spec.
 
-The windows are epoch-aligned (DESIGN.md §3.3); a cron schedule that ticks on the same boundaries
+The windows are epoch-aligned (docs/architecture.md §3.3); a cron schedule that ticks on the same boundaries
 exists when the window divides an hour (minutes), a day (hours), or is a day or an epoch week
 (which starts on a Thursday). Other window lengths run unpartitioned. Partitions start at
 `$DRIFTMART_PARTITIONS_START` (default 2024-01-01) and include the current, still open window.

@@ -1,5 +1,5 @@
 """The drift engine end to end through the contracts: a spec, `driftmart import`, `driftmart run`,
-and the marts of DESIGN.md §3.3 read from the published copy."""
+and the marts of docs/architecture.md §3.3 read from the published copy."""
 
 import duckdb
 import pytest

@@ -1,6 +1,6 @@
 """Connections to the warehouse: one serialised writer, read-only readers of the published copy.
 
-DuckDB allows one writer process per file (DESIGN.md §4). Every step that writes the warehouse
+DuckDB allows one writer process per file (docs/architecture.md §4). Every step that writes the warehouse
 (ingest, dbt build, publish) holds an exclusive `flock` on `<home>/.warehouse.lock`, so two runs
 queue instead of failing with DuckDB's lock error; a wait longer than `timeout` (env
 DRIFTMART_LOCK_TIMEOUT, default 900 s) is a clear error naming the lock and the process holding it.

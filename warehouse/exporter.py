@@ -1,7 +1,7 @@
 """The Prometheus exporter of the drift marts (`driftmart metrics`, default port 9108).
 
 On every scrape a custom collector opens the **published copy** read-only (never the live
-warehouse: DESIGN.md §4, so a scrape never waits for, nor blocks, a run), reads the latest window
+warehouse: docs/architecture.md §4, so a scrape never waits for, nor blocks, a run), reads the latest window
 of each model (and feature) from the marts, closes the copy, and exports the values as they are in
 the marts: no rounding, no recomputation. A NULL in a mart (a statistic that does not apply to the
 feature type, a window without labels) is no sample, never a made-up 0.

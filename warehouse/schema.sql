@@ -1,5 +1,5 @@
--- Raw schema of the driftmart warehouse (DESIGN.md §3.3). Only the ingest step writes these tables;
--- dbt reads them as sources. Timestamps are UTC, stored without a time zone.
+-- Raw schema of the driftmart warehouse (docs/architecture.md §3.3). Only the ingest
+-- step writes these tables; dbt reads them as sources. Timestamps are UTC, stored without a time zone.
 create schema if not exists raw;
 
 -- The ingest order: every row written to raw.inference_log and raw.labels takes the next number, so

@@ -1,4 +1,4 @@
-"""The model API (DESIGN.md §3.1b). It never opens the warehouse: every answered prediction is
+"""The model API (docs/architecture.md §3.1b). It never opens the warehouse: every answered prediction is
 appended to the landing zone and fsynced before the answer is sent, so a 200 means "on disk".
 
 Hostile input is a 4xx with a JSON `{"error": …}` naming what was wrong, never a 5xx: bodies over

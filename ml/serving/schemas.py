@@ -44,7 +44,7 @@ GENERIC_ID, GENERIC_TIMESTAMP, LABEL = "request_id", "scored_at", "label"
 
 
 def _utc_naive(value: datetime) -> datetime:
-    """Timestamps are stored as UTC without a zone (DESIGN.md §3.3): convert an aware one."""
+    """Timestamps are stored as UTC without a zone (docs/architecture.md §3.3): convert an aware one."""
     if value.tzinfo is None:
         return value
     try:

@@ -146,7 +146,8 @@ def build_dbt_assets(partitions: dg.PartitionsDefinition | None = None) -> dg.As
         name=DBT_OP,
         dagster_dbt_translator=TRANSLATOR,
         # dbt unit tests are developer tests (pytest runs them); production builds skip them, which
-        # also avoids their failing on a first build before incremental tables exist (DESIGN.md §9).
+        # also avoids their failing on a first build before incremental tables exist
+        # (docs/architecture.md §9).
         exclude="resource_type:unit_test",
         pool=WAREHOUSE_WRITER_POOL,
         partitions_def=partitions,

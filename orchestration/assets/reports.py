@@ -64,7 +64,7 @@ def _parse_window_start(text: str) -> datetime:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise dg.Failure(description=f"config window_start: {text!r} is not an ISO-8601 timestamp") from None
-    # Windows are stored in UTC without a time zone (DESIGN.md §3.3).
+    # Windows are stored in UTC without a time zone (docs/architecture.md §3.3).
     return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 

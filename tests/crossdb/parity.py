@@ -1,4 +1,4 @@
-"""Parity of the marts across warehouse targets (issue 7, DESIGN.md §9).
+"""Parity of the marts across warehouse targets (issue 7, docs/architecture.md §9).
 
 One generated case is imported and run through the same CLI on DuckDB (the reference) and on another
 engine, in two batches (so the second run is incremental), and the published marts must agree: every

@@ -2,7 +2,7 @@
 with drift planted in known features and windows), an independent numpy/scipy computation of every
 mart, and a runner for `dbt build` against a temporary DRIFTMART_HOME.
 
-The numpy side re-implements DESIGN.md §5 and the marts' documented definitions from the raw rows
+The numpy side re-implements docs/architecture.md §5 and the marts' documented definitions from the raw rows
 (not from the dbt tables): reference deciles with duplicates removed and open end bins, categories
 plus `__unseen__`, a `__null__` bin; references frozen at the build that first needs them (bins and,
 except for previous-window references, counts); statistics from the bin counts with scipy where

@@ -1,5 +1,5 @@
 """Fast checks of the two numeric shortcuts int_feature_drift_evidently takes to reproduce numpy's
-Sturges histogram in SQL without generating the bin edges (DESIGN.md §5; the parity with Evidently
+Sturges histogram in SQL without generating the bin edges (docs/architecture.md §5; the parity with Evidently
 itself is in the slow tests next to this file):
 
 - a value's bin is `floor((value - min) / step)` clamped to [0, n_bins - 1], moved by at most one

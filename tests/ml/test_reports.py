@@ -61,7 +61,8 @@ def test_evidently_detects_the_planted_drift_in_car_value_only(spec, shifted_rep
     assert shifted_report.share_drifted == pytest.approx(1 / len(spec.features))
     assert not shifted_report.is_dataset_drifted
     by_column = {drift.column: drift for drift in shifted_report.features}
-    # Above 1,000 reference rows Evidently judges numeric columns by normed Wasserstein (DESIGN.md §5).
+    # Above 1,000 reference rows Evidently judges numeric columns by normed Wasserstein
+    # (docs/architecture.md §5).
     assert by_column["car_value"].method == "Wasserstein distance (normed)"
     assert by_column["car_value"].drift_score > by_column["car_value"].threshold
     assert [drift.column_type for drift in shifted_report.features] == list(spec.features.values())

@@ -1,4 +1,4 @@
-"""The engine dbt builds the marts on (DESIGN.md §3.1): `duckdb` (default), `postgres` or `spark`.
+"""The engine dbt builds the marts on (docs/architecture.md §3.1): `duckdb` (default), `postgres` or `spark`.
 
 Chosen by env `DRIFTMART_TARGET`. Every target keeps the home's DuckDB file as its **raw store**: the
 API's landing zone and `driftmart import` load into it exactly once (warehouse/ingest.py,

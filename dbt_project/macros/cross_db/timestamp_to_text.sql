@@ -1,6 +1,6 @@
 {#
     A timestamp as ISO-8601 text to the second, `YYYY-MM-DDTHH:MM:SS` (no time zone: timestamps are
-    UTC, DESIGN.md §3.3). Used to build reference ids such as `window:2024-03-01T00:00:00`, so the
+    UTC, docs/architecture.md §3.3). Used to build reference ids such as `window:2024-03-01T00:00:00`, so the
     text must be the same on every engine (a plain cast is not: formats differ).
 #}
 {% macro timestamp_to_text(expression) -%}

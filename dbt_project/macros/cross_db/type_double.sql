@@ -1,5 +1,5 @@
 {#
-    An 8-byte float. `dbt.type_float()` is 4-byte on DuckDB and Spark (DESIGN.md §9), too coarse
+    An 8-byte float. `dbt.type_float()` is 4-byte on DuckDB and Spark (docs/architecture.md §9), too coarse
     for shares and drift statistics.
 #}
 {% macro type_double() -%}

@@ -1,7 +1,8 @@
 {#
     Start of the fixed window containing `timestamp_expression`: windows of `window_seconds` seconds
     aligned to the Unix epoch (1970-01-01 00:00:00 UTC), half-open [start, start + length).
-    Timestamps are UTC without a time zone (DESIGN.md §3.3); Spark needs its session time zone at UTC.
+    Timestamps are UTC without a time zone (docs/architecture.md §3.3); Spark needs its session
+    time zone at UTC.
 #}
 {% macro window_start_at(timestamp_expression, window_seconds) -%}
     {{ return(adapter.dispatch('window_start_at', 'driftmart')(timestamp_expression, window_seconds)) }}

@@ -2,9 +2,9 @@
 {{ config(**incremental_by_key_config(['model_name', 'window_start'])) }}
 
 {#
-    Evidently-compatible drift (DESIGN.md §5): per (model, feature, window) of the models whose spec
-    says `statistics: evidently`, the numbers Evidently 0.7.23 gives for the window's rows (current)
-    against the window's reference rows: PSI, Jensen–Shannon distance and normalised Wasserstein,
+    Evidently-compatible drift (docs/architecture.md §5): per (model, feature, window) of the models
+    whose spec says `statistics: evidently`, the numbers Evidently 0.7.23 gives for the window's rows
+    (current) against the window's reference rows: PSI, Jensen–Shannon distance and normalised Wasserstein,
     replicated step by step from its source. The algorithm and the source lines it follows are in
     _evidently__docs.md (doc block int_feature_drift_evidently).
 
