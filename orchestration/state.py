@@ -93,7 +93,8 @@ def pending_path(home: Home) -> Path:
     return home.root / "dbt" / PENDING_FILE
 
 
-def _project_files(project_dir: Path = DBT_PROJECT_DIR) -> list[Path]:
+def project_files(project_dir: Path = DBT_PROJECT_DIR) -> list[Path]:
+    """Every file of the dbt project a parse or a build reads (the manifest is stale when one is newer)."""
     found = {path for pattern in PROJECT_PATTERNS for path in project_dir.glob(pattern) if path.is_file()}
     return sorted(path for path in found if "__pycache__" not in path.parts)
 
@@ -135,7 +136,7 @@ def _code(path: Path) -> str:
 def wall_clock_references(project_dir: Path = DBT_PROJECT_DIR) -> list[str]:
     """`file: match` of every read of the clock in the SQL, YAML and Jinja a build of the project runs."""
     found = []
-    for path in _project_files(project_dir):
+    for path in project_files(project_dir):
         if path.suffix not in {".sql", ".yml", ".yaml", ".jinja", ".md"} or "dbt_packages" in path.parts:
             continue
         matches = WALL_CLOCK.finditer(_code(path))
@@ -154,7 +155,7 @@ def project_inputs(environment: dict[str, str], project_dir: Path = DBT_PROJECT_
     """The build's inputs other than the data: project files, software, target and environment."""
     digest = hashlib.sha256()
     variables: set[str] = set()
-    for path in _project_files(project_dir):
+    for path in project_files(project_dir):
         content = path.read_bytes()
         digest.update(str(path.relative_to(project_dir)).encode() + b"\0" + content + b"\0")
         if path.suffix in {".sql", ".yml", ".yaml", ".jinja"}:

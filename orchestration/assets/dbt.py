@@ -31,16 +31,11 @@ from warehouse.home import Home
 MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 
-def _project_sources() -> list[Path]:
-    patterns = ("models/**/*", "macros/**/*", "tests/**/*", "dbt_project.yml", "profiles.yml")
-    return [path for pattern in patterns for path in DBT_PROJECT_DIR.glob(pattern) if path.is_file()]
-
-
 def ensure_manifest() -> Path:
     """`dbt parse` when the manifest is missing or older than any project file (Dagster needs it)."""
     if MANIFEST.exists():
         built = MANIFEST.stat().st_mtime
-        if all(path.stat().st_mtime <= built for path in _project_sources()):
+        if all(path.stat().st_mtime <= built for path in state.project_files()):
             return MANIFEST
     environment = {**os.environ, **dbt_environment(Home.resolve())}
     environment["DBT_LOG_PATH"] = str(DBT_PROJECT_DIR / "logs")
