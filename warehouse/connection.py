@@ -138,6 +138,17 @@ def apply_settings(connection: duckdb.DuckDBPyConnection, settings: dict[str, st
             raise DriftmartError(f"DuckDB setting {name} = {value!r}{source} is not valid: {error}") from None
 
 
+def _connect(path: Path, settings: dict[str, str], read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection to `path` with driftmart's DuckDB settings, closed again if one is refused."""
+    connection = duckdb.connect(str(path), read_only=read_only)
+    try:
+        apply_settings(connection, settings)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
 @contextmanager
 def _exclusive(
     path: Path, what: str, timeout: float | None, on_wait: Callable[[str], None] | None = None
@@ -198,12 +209,7 @@ def run_lock(
 def connect_writer(home: Home) -> duckdb.DuckDBPyConnection:
     """Open the warehouse for writing and make sure the raw schema exists. Hold `writer_lock`."""
     home.ensure()
-    connection = duckdb.connect(str(home.warehouse))
-    try:
-        apply_settings(connection, duckdb_settings(home, "writer"))
-    except BaseException:
-        connection.close()
-        raise
+    connection = _connect(home.warehouse, duckdb_settings(home, "writer"))
     connection.execute("set enable_progress_bar = false")
     connection.execute(raw_schema_sql())
     migrate.upgrade(connection)
@@ -226,10 +232,4 @@ def connect_published(home: Home) -> duckdb.DuckDBPyConnection:
         raise NothingPublishedError(
             f"nothing published yet at {home.published}: run `driftmart run` (or `driftmart demo`) first"
         )
-    connection = duckdb.connect(str(home.published), read_only=True)
-    try:
-        apply_settings(connection, duckdb_settings(home, "reader"))
-    except BaseException:
-        connection.close()
-        raise
-    return connection
+    return _connect(home.published, duckdb_settings(home, "reader"), read_only=True)
