@@ -23,6 +23,8 @@
 {%- if n_bins < 2 -%}
     {{ exceptions.raise_compiler_error("var drift_n_quantile_bins must be at least 2, got " ~ n_bins) }}
 {%- endif %}
+{%- set decile_fractions = [] -%}
+{%- for i in range(1, n_bins) %}{% do decile_fractions.append(i / n_bins) %}{% endfor %}
 
 with
 
@@ -127,10 +129,7 @@ numeric_quantiles as (
         model_name,
         reference_id,
         feature_name,
-        {%- for i in range(1, n_bins) %}
-            {{ quantile_cont('value_number', i / n_bins) }} as quantile_{{ i }}
-            {%- if not loop.last %},{% endif %}
-        {%- endfor %}
+        {{ quantiles_cont('value_number', decile_fractions) }} as quantiles
 
     from new_reference_values
     where
@@ -163,7 +162,7 @@ numeric_cut_points as (
         numeric_quantiles.feature_name,
         case quantile_indexes.quantile_index
             {%- for i in range(1, n_bins) %}
-                when {{ i }} then numeric_quantiles.quantile_{{ i }}
+                when {{ i }} then {{ quantile_at('numeric_quantiles.quantiles', i) }}
             {%- endfor %}
         end as cut_point
 

@@ -222,9 +222,7 @@ numeric_summaries as (
         sqrt(avg(squared_deviation)) as std_value,
         min(value_number) as min_value,
         max(value_number) as max_value,
-        {{ quantile_cont('value_number', 0.25) }} as p25_value,
-        {{ quantile_cont('value_number', 0.5) }} as p50_value,
-        {{ quantile_cont('value_number', 0.75) }} as p75_value
+        {{ quantiles_cont('value_number', [0.25, 0.5, 0.75]) }} as quartiles
 
     from numeric_deviations
     group by
@@ -251,9 +249,9 @@ final as (
         cast(numeric_summaries.std_value as {{ type_double() }}) as std,
         cast(numeric_summaries.min_value as {{ type_double() }}) as min,
         cast(numeric_summaries.max_value as {{ type_double() }}) as max,
-        cast(numeric_summaries.p25_value as {{ type_double() }}) as p25,
-        cast(numeric_summaries.p50_value as {{ type_double() }}) as p50,
-        cast(numeric_summaries.p75_value as {{ type_double() }}) as p75,
+        cast({{ quantile_at('numeric_summaries.quartiles', 1) }} as {{ type_double() }}) as p25,
+        cast({{ quantile_at('numeric_summaries.quartiles', 2) }} as {{ type_double() }}) as p50,
+        cast({{ quantile_at('numeric_summaries.quartiles', 3) }} as {{ type_double() }}) as p75,
         cast(
             case
                 when counts.feature_type = 'categorical' then counts.n_distinct_categories
