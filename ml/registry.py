@@ -109,10 +109,25 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _read_version(metadata: Path, champion: int | None) -> ModelVersion:
+    """A version.json, its status read against the `champion` pointer, the one source of truth for
+    which version is served: a promotion interrupted after the pointer moved leaves the old
+    champion's file saying "champion" (it is retired) and the new one's saying "challenger"."""
+    version = ModelVersion.from_dict(json.loads(metadata.read_text()))
+    if champion is None:  # no pointer yet: a first registration interrupted before it was written
+        return version
+    if version.model_version == champion and version.status != "champion":
+        return replace(version, status="champion")
+    if version.model_version != champion and version.status == "champion":
+        return replace(version, status="retired")
+    return version
+
+
 def list_versions(home: Home, model_name: str) -> list[ModelVersion]:
-    versions = []
-    for metadata in sorted(_model_dir(home, model_name).glob(f"v*/{METADATA}")):
-        versions.append(ModelVersion.from_dict(json.loads(metadata.read_text())))
+    champion = champion_version(home, model_name)
+    versions = [
+        _read_version(metadata, champion) for metadata in _model_dir(home, model_name).glob(f"v*/{METADATA}")
+    ]
     return sorted(versions, key=lambda version: version.model_version)
 
 
@@ -120,7 +135,7 @@ def get_version(home: Home, model_name: str, version: int) -> ModelVersion:
     metadata = version_dir(home, model_name, version) / METADATA
     if not metadata.exists():
         raise RegistryError(f"model {model_name!r} has no version {version} in {home.models}")
-    return ModelVersion.from_dict(json.loads(metadata.read_text()))
+    return _read_version(metadata, champion_version(home, model_name))
 
 
 def _now() -> str:
@@ -289,7 +304,11 @@ def record_validation(home: Home, model_name: str, version: int, validation: dic
 def promote(
     home: Home, model_name: str, version: int, *, actor: str, reason: str, evidence: dict | None = None
 ) -> ModelVersion:
-    """Make `version` the champion (the API switches to it); the previous champion is retired."""
+    """Make `version` the champion (the API switches to it); the previous champion is retired.
+
+    The `champion` pointer is replaced first, atomically: that one rename is the promotion. The two
+    version.json files then record the events; if the process dies before, statuses still read
+    right (_read_version) and only the history lacks the step."""
     with registry_lock(home, model_name):
         candidate = get_version(home, model_name, version)
         if not candidate.has_artifact:
@@ -297,6 +316,7 @@ def promote(
         previous = champion_version(home, model_name)
         if previous == version:
             return candidate
+        write_atomic(_model_dir(home, model_name) / CHAMPION, f"{version}\n".encode())
         if previous is not None:
             retired = get_version(home, model_name, previous)
             _save(
@@ -318,7 +338,6 @@ def promote(
                 history=[*candidate.history, _event("promoted", "champion", actor, reason, evidence)],
             ),
         )
-        write_atomic(_model_dir(home, model_name) / CHAMPION, f"{version}\n".encode())
         return promoted
 
 

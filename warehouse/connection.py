@@ -11,9 +11,12 @@ dbt process gets the same values through the same variables, orchestration/dbt_s
 - `threads` — env DRIFTMART_DUCKDB_THREADS; default the CPUs this process may run on
   (`os.sched_getaffinity`, else `os.cpu_count()`).
 - `memory_limit` — env DRIFTMART_DUCKDB_MEMORY_LIMIT, any DuckDB size ("4GB", "512MiB", "25%");
-  default a quarter of the machine's memory (or of its cgroup limit), at most 2 GB. DuckDB's own
+  default a quarter of the machine's memory (or of its cgroup limit), at most 4 GB. DuckDB's own
   default (80 % of RAM) leaves too little for the Python side of an import or the next process on a
-  shared machine; past the limit DuckDB spills to disk instead of growing. Raise it for big sorts.
+  shared machine; past the limit DuckDB spills joins, sorts and group-bys to disk instead of growing.
+  Exact quantiles (the reference deciles, the windows' quartiles) cannot spill: they hold every value
+  of the windows being recounted, 8 bytes each (a first run over 5 windows x 1M rows x 20 numeric
+  features needs about 2 GB of it). Raise the limit for bigger first runs.
 - `temp_directory` — where DuckDB spills what does not fit: inside the home
   (`<home>/tmp/duckdb-writer` for the writer, `<home>/tmp/duckdb-reader-<pid>` for readers, so two
   processes never share spill files), not `.tmp` in the working directory.
@@ -40,7 +43,7 @@ LOCK_TIMEOUT_ENV = "DRIFTMART_LOCK_TIMEOUT"
 THREADS_ENV = "DRIFTMART_DUCKDB_THREADS"
 MEMORY_LIMIT_ENV = "DRIFTMART_DUCKDB_MEMORY_LIMIT"
 MEMORY_SHARE = 0.25  # of the machine's memory, by default ...
-MEMORY_CAP = 2 * 1000**3  # ... at most 2 GB (DuckDB's "GB" is 1000^3 bytes)
+MEMORY_CAP = 4 * 1000**3  # ... at most 4 GB (DuckDB's "GB" is 1000^3 bytes)
 # A container's memory limit (cgroup v2, then v1): lower than the machine's memory when set.
 CGROUP_MEMORY_LIMITS = (
     Path("/sys/fs/cgroup/memory.max"),
@@ -105,7 +108,7 @@ def _machine_memory() -> int | None:
 
 def duckdb_memory_limit() -> str:
     """DuckDB's memory limit: env DRIFTMART_DUCKDB_MEMORY_LIMIT (a DuckDB size: "4GB", "25%"),
-    default a quarter of the machine's memory, at most 2 GB."""
+    default a quarter of the machine's memory, at most 4 GB."""
     value = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
     if value:
         return value

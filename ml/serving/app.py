@@ -52,6 +52,10 @@ logger = logging.getLogger("driftmart.serving")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_BATCH = 1000
 CHAMPION_CHECK_SECONDS = 1.0
+# A refused body up to this size is read and discarded before the 413 is sent, so a client that
+# writes its whole body before reading (requests, curl) reads the answer instead of a reset; past
+# it the server stops reading and closes.
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
 TOKEN_ENV = "DRIFTMART_API_TOKEN"
 # What the token protects: everything that writes (the landing zone). /health, /model and /metrics
 # stay open for load balancers and Prometheus; the API has no admin endpoints (promote and rollback
@@ -71,7 +75,18 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 class BodyTooLargeError(StarletteHTTPException):
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body is larger than the limit of {limit} bytes")
+        super().__init__(
+            413, f"request body is larger than the limit of {limit} bytes", headers={"Connection": "close"}
+        )
+
+
+async def _discard_body(receive: Receive, received: int = 0) -> None:
+    """Reads the rest of a refused body (up to DRAIN_LIMIT_BYTES) and drops it."""
+    while received <= DRAIN_LIMIT_BYTES:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        received += len(message.get("body", b""))
 
 
 class StreamedBodyLimit:
@@ -93,6 +108,8 @@ class StreamedBodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    if message.get("more_body", False):
+                        await _discard_body(receive, received)
                     raise BodyTooLargeError(self.max_body_bytes)
             return message
 
@@ -254,9 +271,12 @@ def create_app(
             )
             response.headers["WWW-Authenticate"] = "Bearer"
         elif declared is not None and (not declared.isdigit() or int(declared) > max_body_bytes):
+            if declared.isdigit() and request.headers.get("expect", "").lower() != "100-continue":
+                await _discard_body(request.receive)  # an Expect client sends nothing until told
             response = _error_response(
                 413, f"request body is larger than the limit of {max_body_bytes} bytes"
             )
+            response.headers["Connection"] = "close"
         else:
             response = await call_next(request)
         # The route's template, never the raw path: random 404 paths must not create new series.
@@ -274,7 +294,7 @@ def create_app(
         message = str(error.detail)
         if error.status_code == 400 and message == "There was an error parsing the body":  # FastAPI's
             message = "the request body could not be parsed: send UTF-8 JSON"
-        return JSONResponse(status_code=error.status_code, content={"error": message})
+        return JSONResponse(status_code=error.status_code, content={"error": message}, headers=error.headers)
 
     @app.exception_handler(LandingWriteError)
     async def not_logged(_: Request, error: LandingWriteError) -> JSONResponse:

@@ -104,3 +104,50 @@ def test_concurrent_registrations_get_distinct_versions(trained_home, spec):
         5,
     ]
     assert registry.champion_version(trained_home, spec.model) == 1
+
+
+def _promote_then_die_at_write(home, model_name, version, writes_before_death):
+    import os
+    import signal
+
+    real_write_atomic, done = registry.write_atomic, []
+
+    def write_or_die(*args, **kwargs):
+        if len(done) == writes_before_death:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_write_atomic(*args, **kwargs)
+        done.append(args[0])
+
+    registry.write_atomic = write_or_die
+    registry.promote(home, model_name, version, actor="test", reason="killed midway")
+
+
+@pytest.mark.parametrize("writes_before_death", [0, 1, 2])
+def test_a_promotion_killed_at_any_write_leaves_one_champion_and_the_next_works(
+    trained_home, spec, writes_before_death
+):
+    """A promotion writes the champion pointer and two version.json files: killed before any of
+    them, between them or after the last, the registry reads one champion, the one the API serves
+    (the pointer: the single source of truth), and the next promotion works."""
+    import multiprocessing
+
+    registry.register(trained_home, spec, train_model(spec, training_set(800, seed=8)), trigger="manual")
+    process = multiprocessing.get_context("fork").Process(
+        target=_promote_then_die_at_write, args=(trained_home, spec.model, 2, writes_before_death)
+    )
+    process.start()
+    process.join(60)
+    assert process.exitcode == -9
+    versions = registry.list_versions(trained_home, spec.model)
+    champions = [version.model_version for version in versions if version.status == "champion"]
+    served = registry.load_pipeline(trained_home, spec.model)[1].model_version
+    assert champions == [served]
+    assert registry.get_version(trained_home, spec.model, served).status == "champion"
+    other = 3 - served
+    assert (
+        registry.promote(trained_home, spec.model, other, actor="test", reason="again").status == "champion"
+    )
+    statuses = {
+        version.model_version: version.status for version in registry.list_versions(trained_home, spec.model)
+    }
+    assert statuses == {other: "champion", served: "retired"}

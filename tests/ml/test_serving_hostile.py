@@ -210,3 +210,48 @@ def test_the_token_is_never_logged(served, spec, valid_row, caplog):
     assert TOKEN not in caplog.text
     segments = list_segments(served.landing, "inference")
     assert all(TOKEN not in path.read_text() for path in segments)
+
+
+def _upload_then_read(base_url: str, size: int, framing: str) -> tuple[int, dict[str, str], bytes]:
+    """POST /predict/batch with `size` bytes of body written in 64 KiB pieces at a network's pace,
+    all of it before reading the answer, as requests or curl (without Expect) do."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base_url)
+    framing_header = (
+        f"Content-Length: {size}" if framing == "content-length" else "Transfer-Encoding: chunked"
+    )
+    head = (
+        f"POST /predict/batch HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
+        f"{framing_header}\r\n\r\n"
+    ).encode()
+    piece = b" " * 65536
+    with socket.create_connection((url.hostname, url.port), timeout=20) as connection:
+        connection.sendall(head)
+        for _ in range(size // len(piece)):
+            connection.sendall(piece if framing == "content-length" else b"10000\r\n" + piece + b"\r\n")
+            time.sleep(0.002)
+        if framing == "chunked":
+            connection.sendall(b"0\r\n\r\n")
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    header_block, _, payload = rest.partition(b"\r\n\r\n")
+    headers = dict(line.decode().lower().split(": ", 1) for line in header_block.split(b"\r\n") if line)
+    return int(status_line.split()[1]), headers, payload
+
+
+@pytest.mark.parametrize("size", [2 * 1024 * 1024, 20 * 1024 * 1024], ids=["2MB", "20MB"])
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_an_oversize_body_gets_a_readable_413_not_a_reset(real_server, served, size, framing):
+    """A client that writes its whole body before it reads must get the documented 413, not
+    "connection reset by peer" or "broken pipe": the server reads and discards what it refuses, then
+    answers and closes after the response."""
+    before = landed_lines(served)
+    status, headers, payload = _upload_then_read(real_server, size, framing)
+    assert status == 413
+    assert headers["connection"] == "close"
+    assert "limit of 65536 bytes" in json.loads(payload)["error"]
+    assert landed_lines(served) == before
