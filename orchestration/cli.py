@@ -201,7 +201,7 @@ def _run_once(args: argparse.Namespace, spec, home) -> int:
     if outcome is not None and not outcome.success:
         print(
             f"driftmart: {spec.model}: {_failure(home, outcome)}; "
-            f"see `driftmart ui` or {home.dbt_logs / 'last_run.log'}",
+            f"see `driftmart ui` or {home.dbt_logs / 'last_run.log'}{_memory_hint(home)}",
             file=sys.stderr,
         )
         return EXIT_ERROR
@@ -280,6 +280,19 @@ def _quiet_pipeline(
 
     return run_pipeline(
         home, spec_path, job_name=job_name, log_level="CRITICAL", full_refresh=full_refresh, note=note
+    )
+
+
+def _memory_hint(home) -> str:
+    """What to do when the dbt build ran out of DuckDB's memory limit (warehouse/connection.py)."""
+    from warehouse.connection import MEMORY_LIMIT_ENV, duckdb_memory_limit
+
+    log = home.dbt_logs / "last_run.log"
+    if not log.exists() or "Out of Memory Error" not in log.read_text(errors="replace"):
+        return ""
+    return (
+        f"\ndriftmart: DuckDB ran out of its memory limit ({duckdb_memory_limit()}); exact quantiles "
+        f"hold every value of the windows being recounted: raise {MEMORY_LIMIT_ENV} (e.g. 8GB) and run again"
     )
 
 

@@ -124,3 +124,17 @@ def test_run_exits_1_on_drift_and_retrains_like_the_sensor(built_home, tmp_path)
         home=home,
     )
     assert versions.stdout.splitlines()[1:] == ["1,retired", "2,champion"]
+
+
+def test_a_build_out_of_duckdb_memory_says_which_variable_to_raise(home, monkeypatch):
+    from orchestration.cli import _memory_hint
+
+    monkeypatch.setenv("DRIFTMART_DUCKDB_MEMORY_LIMIT", "1GB")
+    home.dbt_logs.mkdir(parents=True, exist_ok=True)
+    log = home.dbt_logs / "last_run.log"
+    log.write_text("Runtime Error in model fct_feature_statistics\n  Compilation Error: no such column\n")
+    assert _memory_hint(home) == ""
+    log.write_text("Runtime Error in model fct_feature_statistics\n  Out of Memory Error: failed to pin block\n")
+    hint = _memory_hint(home)
+    assert "DuckDB ran out of its memory limit (1GB)" in hint
+    assert "raise DRIFTMART_DUCKDB_MEMORY_LIMIT" in hint
