@@ -134,7 +134,7 @@ def test_a_build_out_of_duckdb_memory_says_which_variable_to_raise(home, monkeyp
     log = home.dbt_logs / "last_run.log"
     log.write_text("Runtime Error in model fct_feature_statistics\n  Compilation Error: no such column\n")
     assert _memory_hint(home) == ""
-    log.write_text("Runtime Error in model fct_feature_statistics\n  Out of Memory Error: failed to pin block\n")
+    log.write_text("Runtime Error in model fct_feature_statistics\n  Out of Memory Error: failed to pin\n")
     hint = _memory_hint(home)
     assert "DuckDB ran out of its memory limit (1GB)" in hint
     assert "raise DRIFTMART_DUCKDB_MEMORY_LIMIT" in hint

@@ -1,5 +1,6 @@
 """Windows are Dagster partitions; a run for past window partitions recounts them (a backfill)."""
 
+import dagster as dg
 import duckdb
 import pytest
 
@@ -15,7 +16,7 @@ def test_partitions_follow_the_spec_window(spec):
     import dataclasses
 
     daily = window_partitions(spec)
-    assert daily.get_partition_keys_in_range  # a time-window partitions definition
+    assert isinstance(daily, dg.TimeWindowPartitionsDefinition)
     assert daily.time_window_for_partition_key("2026-03-04").start.isoformat() == "2026-03-04T00:00:00+00:00"
     hourly = window_partitions(dataclasses.replace(spec, window="2h"))
     assert hourly.time_window_for_partition_key("2026-03-04-02:00").end.hour == 4

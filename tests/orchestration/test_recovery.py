@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestration.dbt_setup import dbt_target_path
 from tests.crossdb.parity import PARITY_MARTS, import_batch, mart_differences, read_mart, run_case
 from tests.test_cli import DRIFTMART, driftmart
 from warehouse.connection import run_lock, writer_lock
@@ -57,6 +58,15 @@ def session_processes(session_id: int) -> list[str]:
     return found
 
 
+def _models_built_since(dbt_log: Path, offset: int) -> bool:
+    """Whether dbt logged a model's result past `offset` of its JSON log."""
+    if not dbt_log.exists():
+        return False
+    with dbt_log.open("rb") as log:
+        log.seek(offset)
+        return any(b'"name": "LogModelResult"' in line for line in log)
+
+
 def assert_equal_marts(expected: Home, actual: Home) -> None:
     for table in PARITY_MARTS:
         assert mart_differences(expected, actual, table) == []
@@ -68,6 +78,8 @@ def test_kill_during_dbt_build_keeps_the_last_good_copy_and_a_rerun_converges(
     home = copy_of(after_first_batch, tmp_path / "home")
     status_before = read_status(home)
     marts_before = {table: read_mart(home, table) for table in PARITY_MARTS}
+    dbt_log = dbt_target_path(home) / "dbt.log"  # dagster-dbt logs dbt's JSON events to its target folder
+    logged_before = dbt_log.stat().st_size if dbt_log.exists() else 0
     run = subprocess.Popen(
         run_command(home, parity_files),
         stdout=subprocess.DEVNULL,
@@ -80,7 +92,12 @@ def test_kill_during_dbt_build_keeps_the_last_good_copy_and_a_rerun_converges(
             assert run.poll() is None, "the run ended before its dbt build started"
             assert time.monotonic() < deadline, "no dbt build started"
             time.sleep(0.05)
-        time.sleep(3)  # well into the build: models are being written
+        # Kill once this build has written a model (dbt logged its result) and before it ends.
+        while not _models_built_since(dbt_log, logged_before):
+            assert run.poll() is None, "the run ended before its dbt build wrote a model"
+            assert time.monotonic() < deadline, "the dbt build wrote no model"
+            time.sleep(0.02)
+        assert run.poll() is None, "the run ended before it could be killed mid-build"
         os.killpg(run.pid, signal.SIGKILL)
         run.wait(timeout=30)
     finally:

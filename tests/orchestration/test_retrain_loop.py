@@ -158,13 +158,17 @@ def test_promotion_reaches_a_running_api_without_a_failed_request(trained_home, 
     server, base = start_api_server(trained_home)
     row = {name: (1.0 if kind == "numeric" else "salaried") for name, kind in spec.features.items()}
     statuses, versions, stop = [], [], threading.Event()
+    seen_by_client: list[list[int]] = []  # each client's versions in the order it received them
 
     def client_loop():
+        seen: list[int] = []
+        seen_by_client.append(seen)
         with httpx.Client(base_url=base, timeout=10) as client:
             while not stop.is_set():
                 response = client.post("/predict", json=row)
                 statuses.append(response.status_code)
                 versions.append(response.json().get("model_version"))
+                seen.append(versions[-1])
 
     try:
         threads = [threading.Thread(target=client_loop) for _ in range(4)]
@@ -187,8 +191,9 @@ def test_promotion_reaches_a_running_api_without_a_failed_request(trained_home, 
         stop_process_group(server)
     assert statuses and set(statuses) == {200}, {code: statuses.count(code) for code in set(statuses)}
     assert versions[0] == 1 and versions[-1] == 2
-    switch = versions.index(2)
-    assert set(versions[switch:]) <= {1, 2}
+    # No flapping back: once a client has been answered by v2, it is never answered by v1 again.
+    for seen in seen_by_client:
+        assert 2 in seen and set(seen[seen.index(2) :]) == {2}, seen
 
 
 def test_rollback_cli_returns_to_the_previous_champion(trained_home, spec):
