@@ -8,8 +8,8 @@ can differ unless the spec asks for `statistics: evidently`.
 
 Files: `<home>/reports/<model>/<window_start:%Y%m%dT%H%M%S>/report.html|report.json|summary.json`,
 and one run per window in the workspace `<home>/reports/workspace` (one project per model), so
-`evidently ui --workspace <home>/reports/workspace` shows the history. Saving a window again replaces
-its files and its workspace run.
+`evidently ui --workspace <home>/reports/workspace --port 8001` shows the history. Saving a window
+again replaces its files and its workspace run.
 """
 
 from __future__ import annotations
@@ -30,6 +30,15 @@ import pandas as pd
 from ml.errors import DriftmartError
 from ml.spec import ModelSpec
 from warehouse.home import Home
+
+# The port the Evidently UI is suggested on: Evidently's default, 8000, is `driftmart serve`'s too.
+EVIDENTLY_UI_PORT = 8001
+
+
+def evidently_ui_command(workspace: Path, executable: str = "evidently") -> str:
+    """The command that shows a workspace's reports in the Evidently UI."""
+    return f"{executable} ui --workspace {workspace} --port {EVIDENTLY_UI_PORT}"
+
 
 # Evidently is imported by the functions that run or save a report, never at import time: it costs
 # seconds, and importing this module (the Dagster definitions do) must not pay them.

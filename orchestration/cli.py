@@ -150,8 +150,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     limits = {name: getattr(args, name) for name in ("max_body_bytes", "max_batch") if getattr(args, name)}
     home = _home(args).ensure()
-    app = create_app(home, resolve_spec(home, args.spec), **limits)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    spec = resolve_spec(home, args.spec)
+    app = create_app(home, spec, **limits)
+    print(
+        f"driftmart: serving {spec.model} from {home.root} on http://{args.host}:{args.port} "
+        f"(API docs: http://{args.host}:{args.port}/docs); access log at level {args.log_level}",
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return EXIT_OK
 
 
@@ -502,6 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="larger request bodies are refused with 413 (default: 1 MiB)",
     )
     serve.add_argument("--max-batch", type=int, help="most rows per /predict/batch (default: 1000)")
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="uvicorn's log level; at info and below every request is in the access log (default: info)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     run = commands.add_parser("run", help="one batch pass: ingest, dbt build, checks (exit 1 on drift)")

@@ -22,6 +22,7 @@ import pandas as pd
 from ml import registry
 from ml.datasets import DriftPlan, check_scenario, generate, training_set
 from ml.errors import DriftmartError
+from ml.reports import EVIDENTLY_UI_PORT, evidently_ui_command
 from ml.spec import load_spec
 from ml.train import train_model
 from orchestration.automation import retrain_decision
@@ -258,7 +259,8 @@ def run_demo(
         f"  query it             {command} --home {home.root} sql "
         '"select * from marts.dim_model_versions"\n'
         f"  Dagster UI           {command} --home {home.root} ui   (then open http://127.0.0.1:3000)\n"
-        f"  Evidently UI         {_command('evidently')} ui --workspace {home.reports / 'workspace'}"
+        f"  Evidently UI         {evidently_ui_command(home.reports / 'workspace', _command('evidently'))}"
+        f"   (then open http://127.0.0.1:{EVIDENTLY_UI_PORT})"
     )
     return 0
 

@@ -45,7 +45,8 @@ def start_api_server(home, timeout: float = 60, spec=None) -> tuple[subprocess.P
 
     port = free_port()
     process = subprocess.Popen(
-        [DRIFTMART, "--home", str(home.root), "serve", "--port", str(port)]
+        # warning: an access log nobody reads would fill the stderr pipe and stall the server
+        [DRIFTMART, "--home", str(home.root), "serve", "--port", str(port), "--log-level", "warning"]
         + (["--spec", str(spec)] if spec is not None else []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -33,6 +33,7 @@ from ml.reports import (
     ColumnDrift,
     SavedReport,
     build_drift_report,
+    evidently_ui_command,
     report_directory,
     save_report,
 )
@@ -297,7 +298,7 @@ def evidently_report(
         "report_html": dg.MetadataValue.path(str(saved.html)),
         "report_url": dg.MetadataValue.url(saved.html.as_uri()),
         "report_json": dg.MetadataValue.path(str(saved.json)),
-        "evidently_ui": dg.MetadataValue.md(f"`evidently ui --workspace {saved.workspace}`"),
+        "evidently_ui": dg.MetadataValue.md(f"`{evidently_ui_command(saved.workspace)}`"),
         "window_start": window_start.isoformat(),
         "window_end": window_end.isoformat(),
         "reference": reference_label,

@@ -176,3 +176,51 @@ def test_request_metrics_label_the_route_not_the_raw_path(client, rows):
     assert 'endpoint="(unmatched)",status="404"' in labels
     assert 'endpoint="/predict",status="200"' in labels
     assert not any("no-such-page" in label or "abc123" in label for label in labels)
+
+
+def test_driftmart_serve_prints_its_url_and_an_access_log_at_info(trained_home, tmp_path, spec):
+    """`driftmart serve` says where it listens and logs every request (default --log-level info)."""
+    import subprocess
+    import time
+
+    import httpx
+
+    from tests.services import DRIFTMART, free_port, stop_process_group
+
+    port, log = free_port(), tmp_path / "serve.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [DRIFTMART, "--home", str(trained_home.root), "serve", "--port", str(port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "driftmart serve did not come up"
+            time.sleep(0.1)
+        row = {name: (1.0 if kind == "numeric" else "salaried") for name, kind in spec.features.items()}
+        assert httpx.post(f"http://127.0.0.1:{port}/predict", json=row, timeout=10).status_code == 200
+        time.sleep(0.3)
+    finally:
+        stop_process_group(server)
+    printed = log.read_text()
+    assert f"driftmart: serving {spec.model} from {trained_home.root} on http://127.0.0.1:{port}" in printed
+    assert '"POST /predict HTTP/1.1" 200' in printed
+
+
+def test_the_evidently_ui_the_demo_suggests_does_not_take_the_apis_port(tmp_path):
+    from ml.reports import EVIDENTLY_UI_PORT, evidently_ui_command
+    from orchestration.cli import build_parser
+
+    api_port = build_parser().parse_args(["serve"]).port
+    evidently_default = 8000  # `evidently ui --help`: Service port [default: 8000]
+    assert EVIDENTLY_UI_PORT not in (api_port, evidently_default)
+    assert evidently_ui_command(tmp_path) == f"evidently ui --workspace {tmp_path} --port {EVIDENTLY_UI_PORT}"
