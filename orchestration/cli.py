@@ -7,6 +7,7 @@ and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -372,8 +373,57 @@ def cmd_ui(args: argparse.Namespace) -> int:
         str(args.port),
     ]
     print(f"Dagster UI for {home.root} on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
-    os.execvpe(command[0], command, environment)
-    return EXIT_OK  # not reached
+    return _run_as_server(command, environment)
+
+
+class _StopRequested(Exception):
+    pass
+
+
+def _run_as_server(command: list[str], environment: dict[str, str], grace: float = 30.0) -> int:
+    """Run `command` (dagster dev: its webserver, daemon and code server) in a process group of its
+    own until it ends or this process gets SIGTERM, SIGINT or SIGHUP; then stop the whole group
+    (SIGTERM, SIGKILL after `grace` seconds). Without this, `driftmart ui` started from a script
+    (no job control) ignores SIGINT, and a SIGTERM could leave the daemon and code server behind."""
+    import signal
+    import subprocess
+
+    def stop(signum: int, _frame: object) -> None:
+        raise _StopRequested(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, stop)
+    server = subprocess.Popen(command, env=environment, start_new_session=True)
+    try:
+        return server.wait()
+    except _StopRequested:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
+        _stop_group(server, grace)
+        return EXIT_OK
+
+
+def _stop_group(server, grace: float) -> None:
+    import signal
+    import subprocess
+    import time
+
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.wait(timeout=grace)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:  # the group's other members (daemon, code server) too
+        try:
+            os.killpg(server.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGKILL)
+    server.wait()
 
 
 def _format_value(value: object, *, exact: bool = True) -> str:

@@ -116,3 +116,71 @@ def test_asset_graph_page_renders_in_chromium_without_console_errors(ui, tmp_pat
         if "CONSOLE" in line and ("Error" in line or "error" in line)
     ]
     assert console_errors == [], console_errors
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process started, directly or not, by `pid` (read from /proc)."""
+    from pathlib import Path
+
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("stop_signal", ["SIGTERM", "SIGINT"])
+def test_driftmart_ui_from_a_script_stops_on_a_signal_with_everything_it_started(ui_home, stop_signal):
+    """Started without job control (SIGINT ignored, as a script's background job), `driftmart ui`
+    stops on SIGTERM or SIGINT sent to it alone, and takes the webserver, daemon and code server down."""
+    import signal
+
+    port = free_port()
+    process = subprocess.Popen(
+        [DRIFTMART, "--home", str(ui_home.root), "ui", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, "driftmart ui exited"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the Dagster UI did not answer within 120 s"
+            time.sleep(0.5)
+        started = _descendants(process.pid)
+        assert started, "driftmart ui started no processes"
+        process.send_signal(getattr(signal, stop_signal))
+        assert process.wait(timeout=90) == 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(pid) for pid in started):
+            time.sleep(0.2)
+        assert not [pid for pid in started if _alive(pid)], "processes left behind"
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2)
+    finally:
+        stop_process_group(process)
