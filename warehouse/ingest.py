@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,11 +23,15 @@ import numpy as np
 import pandas as pd
 
 from ml import registry
+from ml.errors import DriftmartError
 from ml.spec import ModelSpec, label_text
 from warehouse.connection import warehouse_writer
 from warehouse.home import Home
 from warehouse.landing import STREAMS, list_segments, read_segment
 from warehouse.targets import quote_identifier, sql_string
+
+RETENTION_ENV = "DRIFTMART_LANDING_RETENTION_DAYS"
+DEFAULT_RETENTION_DAYS = 7.0
 
 
 @dataclass
@@ -36,6 +42,7 @@ class IngestResult:
     quarantined: int = 0
     segments_read: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    segments_removed: int = 0
 
 
 class LineError(ValueError):
@@ -487,4 +494,35 @@ def ingest(connection: duckdb.DuckDBPyConnection, home: Home, spec: ModelSpec) -
     for stream in STREAMS:
         for segment in list_segments(home.landing, stream):
             _ingest_segment(connection, home, stream, segment, specs, loaded_at, result)
+    result.segments_removed = _remove_expired_segments(connection, home)
     return result
+
+
+def landing_retention_days() -> float:
+    """How long a fully ingested landing segment is kept: env DRIFTMART_LANDING_RETENTION_DAYS."""
+    value = os.environ.get(RETENTION_ENV, "").strip()
+    try:
+        days = float(value) if value else DEFAULT_RETENTION_DAYS
+    except ValueError:
+        raise DriftmartError(f"{RETENTION_ENV}={value!r} is not a number of days") from None
+    if days < 0:
+        raise DriftmartError(f"{RETENTION_ENV}={value!r} must be 0 or more days")
+    return days
+
+
+def _remove_expired_segments(connection: duckdb.DuckDBPyConnection, home: Home) -> int:
+    """Delete the segments the manifest records as complete (every line loaded or quarantined, the
+    writer gone) whose file was last written more than the retention ago; the manifest row stays,
+    so nothing is read twice. Segments still written to, or not fully read, are never touched."""
+    cutoff = time.time() - landing_retention_days() * 86400
+    removed = 0
+    complete = connection.execute("select segment from raw.landing_manifest where is_complete").fetchall()
+    for (name,) in complete:
+        path = home.landing / name
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed

@@ -94,6 +94,7 @@ from typing import Any
 
 import duckdb
 
+from warehouse.connection import connect_writer
 from warehouse.files import fsync_directory, fsync_file, write_atomic
 from warehouse.home import WAREHOUSE_FILE, Home
 from warehouse.targets import quote_identifier, resolve_target, sql_string
@@ -713,6 +714,14 @@ def _remove_leftovers(home: Home) -> None:
             path.unlink(missing_ok=True)
 
 
+def _checkpoint_warehouse(home: Home) -> None:
+    """Fold the writer's WAL (left by a process that died, or by dbt) into the warehouse file, so the
+    copy is read from the file alone and a WAL never has to be replayed by a read-only attach."""
+    if home.warehouse.exists():
+        with connect_writer(home) as connection:
+            connection.execute("checkpoint")
+
+
 def publish(home: Home, *, run_id: str | None = None, parquet: bool | None = None) -> Path:
     """Publish what readers use to `<home>/published/`. Call while holding the writer lock,
     connections closed.
@@ -723,6 +732,7 @@ def publish(home: Home, *, run_id: str | None = None, parquet: bool | None = Non
     export_parquet = parquet_enabled() if parquet is None else parquet
     home.published_dir.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(home)
+    _checkpoint_warehouse(home)
     previous = read_state(home)
     generation = (previous or {}).get("generation", 0) + 1
     # The new copy is built as `driftmart.duckdb` in a hidden folder beside its destination: the

@@ -552,3 +552,28 @@ def test_postgres_leaves_its_row_level_tables_out_of_the_copy(
     with duckdb.connect(str(tmp_path / "published.duckdb")) as published:
         assert PostgresTarget().copy_built_tables(home, published) == ["marts.fct_example"]
         assert published.execute("select * from marts.fct_example").fetchall() == [("m", 3)]
+
+
+def _write_then_die(warehouse: Path) -> None:
+    import os
+
+    connection = duckdb.connect(str(warehouse))
+    connection.execute("set wal_autocheckpoint = '1TB'")
+    connection.execute("delete from raw.quarantine where false")
+    connection.execute("create table raw.wal_probe as select 42 as answer")
+    os._exit(0)  # no checkpoint, no close: the change lives in the WAL only
+
+
+def test_publish_checkpoints_a_leftover_wal_so_the_copy_needs_none(built_home, tmp_path):
+    import multiprocessing
+
+    home = copy_home(built_home, tmp_path / "home")
+    process = multiprocessing.get_context("fork").Process(target=_write_then_die, args=(home.warehouse,))
+    process.start()
+    process.join(60)
+    wal = home.warehouse.with_name(home.warehouse.name + ".wal")
+    assert wal.exists() and wal.stat().st_size > 0
+    publish(home)
+    assert not wal.exists() or wal.stat().st_size == 0
+    with duckdb.connect(str(home.warehouse), read_only=True) as connection:
+        assert connection.execute("select answer from raw.wal_probe").fetchone() == (42,)

@@ -202,3 +202,42 @@ def test_group_commit_returns_only_after_a_covering_sync_and_shares_syncs(tmp_pa
     assert len(segments) > 1
     ids = [json.loads(line)["request_id"] for path in segments for line in path.read_text().splitlines()]
     assert sorted(ids) == sorted(f"{n}-{i}" for n in range(16) for i in range(20))
+
+
+def test_fully_ingested_segments_past_the_retention_are_removed_and_never_reread(
+    trained_home, spec, monkeypatch
+):
+    """A home does not grow without bound: complete segments older than the retention (env
+    DRIFTMART_LANDING_RETENTION_DAYS, default 7) go; recent ones and live ones stay."""
+    import time
+
+    old_writer = LandingWriter(trained_home.landing, "inference")
+    old_writer.append([record(spec, f"old{i}") for i in range(3)])
+    old_writer.close()
+    recent_writer = LandingWriter(trained_home.landing, "inference")
+    recent_writer.append([record(spec, "recent")])
+    recent_writer.close()
+    old, recent = list_segments(trained_home.landing, "inference")
+    live_writer = LandingWriter(trained_home.landing, "inference")
+    live_writer.append([record(spec, "live")])
+    (live,) = set(list_segments(trained_home.landing, "inference")) - {old, recent}
+    eight_days_ago = time.time() - 8 * 86400
+    for path in (old, live):
+        os.utime(path, (eight_days_ago, eight_days_ago))
+
+    first = run_ingest(trained_home, spec)
+    assert first.inference_rows == 5 and first.segments_removed == 1
+    assert set(list_segments(trained_home.landing, "inference")) == {recent, live}
+    assert run_ingest(trained_home, spec).inference_rows == 0  # the removed segment is not missed
+
+    monkeypatch.setenv("DRIFTMART_LANDING_RETENTION_DAYS", "0")
+    assert run_ingest(trained_home, spec).segments_removed == 1  # the recent one; the live one stays
+    assert list_segments(trained_home.landing, "inference") == [live]
+    live_writer.close()
+    assert query(trained_home, "select count(*) from raw.inference_log where request_id like 'old%'") == [
+        (3,)
+    ]
+
+    monkeypatch.setenv("DRIFTMART_LANDING_RETENTION_DAYS", "a week")
+    with pytest.raises(Exception, match="DRIFTMART_LANDING_RETENTION_DAYS='a week' is not a number of days"):
+        run_ingest(trained_home, spec)
