@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,7 +41,6 @@ DRIFTMART = str(Path(sys.executable).with_name("driftmart"))
 def start_api_server(home, timeout: float = 60, spec=None) -> tuple[subprocess.Popen, str]:
     """A real `driftmart serve` on a free port, in its own session; returns it and its base URL once
     /health answers. Stop it with stop_process_group. `spec`: a spec file (default: the demo's)."""
-    import httpx
 
     port = free_port()
     process = subprocess.Popen(
@@ -53,15 +52,32 @@ def start_api_server(home, timeout: float = 60, spec=None) -> tuple[subprocess.P
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
+    wait_until_answering(
+        process,
+        f"{base}/health",
+        timeout,
+        "driftmart serve did not come up",
+        lambda: process.stderr.read().decode(),
+    )
+    return process, base
+
+
+def wait_until_answering(
+    process: subprocess.Popen, url: str, timeout: float, message: str, exited: Callable[[], str]
+) -> None:
+    """Poll `url` until it answers 200; fails with `exited()` if `process` ends first, with
+    `message` after `timeout` seconds."""
+    import httpx
+
     deadline = time.monotonic() + timeout
     while True:
-        assert process.poll() is None, process.stderr.read().decode()
+        assert process.poll() is None, exited()
         try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return process, base
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
         except httpx.TransportError:
             pass
-        assert time.monotonic() < deadline, "driftmart serve did not come up"
+        assert time.monotonic() < deadline, message
         time.sleep(0.1)
 
 

@@ -185,7 +185,7 @@ def test_driftmart_serve_prints_its_url_and_an_access_log_at_info(trained_home, 
 
     import httpx
 
-    from tests.services import DRIFTMART, free_port, stop_process_group
+    from tests.services import DRIFTMART, free_port, stop_process_group, wait_until_answering
 
     port, log = free_port(), tmp_path / "serve.log"
     with log.open("w") as output:
@@ -196,16 +196,9 @@ def test_driftmart_serve_prints_its_url_and_an_access_log_at_info(trained_home, 
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "driftmart serve did not come up"
-            time.sleep(0.1)
+        wait_until_answering(
+            server, f"http://127.0.0.1:{port}/health", 60, "driftmart serve did not come up", log.read_text
+        )
         row = {name: (1.0 if kind == "numeric" else "salaried") for name, kind in spec.features.items()}
         assert httpx.post(f"http://127.0.0.1:{port}/predict", json=row, timeout=10).status_code == 200
         time.sleep(0.3)

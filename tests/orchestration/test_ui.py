@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import IN_CI
-from tests.services import free_port, stop_process_group
+from tests.services import free_port, stop_process_group, wait_until_answering
 from tests.test_cli import DRIFTMART
 from warehouse.home import Home
 
@@ -162,16 +162,13 @@ def test_driftmart_ui_from_a_script_stops_on_a_signal_with_everything_it_started
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, "driftmart ui exited"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the Dagster UI did not answer within 120 s"
-            time.sleep(0.5)
+        wait_until_answering(
+            process,
+            f"http://127.0.0.1:{port}/server_info",
+            120,
+            "the Dagster UI did not answer within 120 s",
+            lambda: "driftmart ui exited",
+        )
         started = _descendants(process.pid)
         assert started, "driftmart ui started no processes"
         process.send_signal(getattr(signal, stop_signal))
