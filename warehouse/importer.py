@@ -52,6 +52,7 @@ from ml.spec import ModelSpec
 from warehouse.connection import apply_settings, duckdb_threads, warehouse_writer
 from warehouse.home import Home
 from warehouse.ingest import (
+    NEW_REQUESTS,
     feature_maps_sql,
     id_text,
     json_object_sql,
@@ -1024,35 +1025,42 @@ def _load_logs(connection: duckdb.DuckDBPyConnection, spec: ModelSpec, staged: _
     """Insert the staged log chunks, one at a time; returns the rows new to the warehouse."""
     loaded = 0
     for path in staged.chunks:
-        logs = _Staging.read(path).to_pandas()
-        if list(logs.columns) != staged.columns:  # a JSON chunk without a column the file has
-            logs = logs.reindex(columns=staged.columns)
+        # Arrow straight into DuckDB: no pandas round trip of the text columns.
+        logs = _Staging.read(path)
+        if logs.column_names != staged.columns:  # a JSON chunk without a column the file has
+            logs = pa.table(
+                {
+                    column: logs[column] if column in logs.column_names else pa.nulls(len(logs))
+                    for column in staged.columns
+                }
+            )
         loaded += _insert_logs(connection, spec, logs, version, str(staged.path))
         del logs
     return loaded
 
 
 def _insert_logs(
-    connection: duckdb.DuckDBPyConnection, spec: ModelSpec, logs: pd.DataFrame, version: int, source: str
+    connection: duckdb.DuckDBPyConnection, spec: ModelSpec, logs: pa.Table, version: int, source: str
 ) -> int:
     before = connection.execute("select count(*) from raw.inference_log").fetchall()[0][0]
     # multiclass: every class's probability as one JSON object {"<class>": p}; else NULL
     class_columns = [f"{CLASS_PROBABILITY_PREFIX}{i}" for i in range(len(spec.class_probabilities))]
     probabilities = (
         json_object_sql(spec.class_probabilities, columns=class_columns)
-        if class_columns and all(column in logs for column in class_columns)
+        if class_columns and all(column in logs.column_names for column in class_columns)
         else "null"
     )
     connection.register("import_logs", logs)
     connection.execute(
         f"""
-        insert or ignore into raw.inference_log by name
-        select ? as model_name, request_id, ? as model_version,
+        insert into raw.inference_log by name
+        select model_name, request_id, ? as model_version,
                {feature_maps_sql(spec.features, "feature__")}, prediction, probability,
                {probabilities} as probabilities, scored_at, ? as loaded_at, ? as source
-        from import_logs
+        from (select ? as model_name, * from import_logs) as import_logs
+        where {NEW_REQUESTS.format(rows="import_logs")}
         """,
-        [spec.model, version, utc_now(), source],
+        [version, utc_now(), source, spec.model],
     )
     connection.unregister("import_logs")
     return connection.execute("select count(*) from raw.inference_log").fetchall()[0][0] - before

@@ -302,12 +302,19 @@ def feature_maps_sql(features: dict[str, str], column_prefix: str = "") -> str:
         sql_type = "double" if kind == "numeric" else "varchar"
         if not names:
             return f"cast(map() as map(varchar, {sql_type}))"
-        keys = ", ".join(sql_string(name) for name in names)
         if kind == "numeric":
             values = [f"try_cast({quote_identifier(column_prefix + name)} as double)" for name in names]
             values = [f"case when isfinite({value}) then {value} end" for value in values]
         else:
             values = [f"cast({quote_identifier(column_prefix + name)} as varchar)" for name in names]
+        if all(names) and len({name.casefold() for name in names}) == len(names):
+            # A struct cast to a map: the same map, built about 8 times faster than by map(keys,
+            # values). Struct field names must be non-empty and differ in more than case.
+            fields = ", ".join(
+                f"{sql_string(name)}: {value}" for name, value in zip(names, values, strict=True)
+            )
+            return f"cast({{{fields}}} as map(varchar, {sql_type}))"
+        keys = ", ".join(sql_string(name) for name in names)
         return f"map([{keys}], [{', '.join(values)}])"
 
     return f"{typed_map('numeric')} as feature_numbers, {typed_map('categorical')} as feature_categories"
@@ -363,15 +370,25 @@ def _known_specs(connection: duckdb.DuckDBPyConnection) -> dict[str, dict[str, s
     return specs
 
 
+# Rows of `rows` whose (model_name, request_id) raw.inference_log does not hold yet: its uniqueness
+# (schema.sql), kept by every writer.
+NEW_REQUESTS = """not exists (
+    select 1 from raw.inference_log as logged
+    where logged.model_name = {rows}.model_name and logged.request_id = {rows}.request_id
+)"""
+
 INSERT_SQL = {
-    "inference": """
-        insert or ignore into raw.inference_log
+    # Requests the table already holds (a client's retry) are left out by the anti-join; the
+    # batch itself holds each request once (drop_duplicates below).
+    "inference": f"""
+        insert into raw.inference_log
         by name
         select model_name, request_id, model_version,
                from_json(feature_numbers, '"MAP(VARCHAR, DOUBLE)"') as feature_numbers,
                from_json(feature_categories, '"MAP(VARCHAR, VARCHAR)"') as feature_categories,
                prediction, probability, scored_at, received_at, ? as loaded_at, source, probabilities
         from batch
+        where {NEW_REQUESTS.format(rows="batch")}
     """,
     # A later label for the same request replaces the earlier one (corrections win); the replacing
     # row takes a new ingest_seq explicitly (insert or replace would keep the replaced row's).

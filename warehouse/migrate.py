@@ -5,9 +5,15 @@ Feature values used to be stored as one JSON text column `features`; they are ty
 gets its maps filled from it, with each model's feature types from raw.model_features, and the
 column dropped, in one transaction: the upgrade happens once, whole or not at all. The tables dbt
 built from the old layout are dropped with it, so the next run rebuilds them from raw.
+
+raw.inference_log used to have a primary key on (model_name, request_id); its writers now keep the
+pair unique by an anti-join, which bulk-loads about four times faster than maintaining the index.
+A home with the key gets the table rewritten without it (same columns, defaults and rows), once.
 """
 
 from __future__ import annotations
+
+import re
 
 import duckdb
 
@@ -57,8 +63,36 @@ def _fill_maps_sql(table: str, key: str) -> str:
     """
 
 
+def _drop_log_key(connection: duckdb.DuckDBPyConnection) -> None:
+    """Rewrite raw.inference_log without its primary key, if it has one (DuckDB cannot drop a key)."""
+    keyed = connection.execute(
+        "select count(*) from duckdb_constraints() where schema_name = 'raw' "
+        "and table_name = 'inference_log' and constraint_type = 'PRIMARY KEY'"
+    ).fetchall()[0][0]
+    if not keyed:
+        return
+    (ddl,) = connection.execute(
+        "select sql from duckdb_tables() where schema_name = 'raw' and table_name = 'inference_log'"
+    ).fetchall()[0]
+    unkeyed, found = re.subn(r",\s*PRIMARY KEY\s*\([^)]*\)", "", ddl, flags=re.IGNORECASE)
+    if found != 1:
+        raise RuntimeError(f"cannot read the primary key of raw.inference_log from: {ddl}")
+    unkeyed = re.sub(r"TABLE\s+(\S+\.)?inference_log", "TABLE raw.inference_log_unkeyed", unkeyed, count=1)
+    connection.execute("begin transaction")
+    try:
+        connection.execute(unkeyed)
+        connection.execute("insert into raw.inference_log_unkeyed select * from raw.inference_log")
+        connection.execute("drop table raw.inference_log")
+        connection.execute("alter table raw.inference_log_unkeyed rename to inference_log")
+        connection.execute("commit")
+    except BaseException:
+        connection.execute("rollback")
+        raise
+
+
 def upgrade(connection: duckdb.DuckDBPyConnection) -> None:
     """Bring the raw tables of an older home up to date (a no-op on a current home)."""
+    _drop_log_key(connection)
     legacy = [table for table in LEGACY_TABLES if _has_column(connection, table, "features")]
     if not legacy:
         return

@@ -10,6 +10,10 @@ create sequence if not exists raw.ingest_seq;
 -- features in feature_numbers, categorical ones in feature_categories (NULL values kept as NULL);
 -- the feature list and types live in raw.model_features (written from the spec), so one table
 -- serves any model and any feature names, and nothing on the hot path parses text.
+-- (model_name, request_id) is unique, but not by an index: the writers insert only ids the table
+-- does not hold (an anti-join, warehouse/ingest.py and importer.py), which costs a quarter of
+-- maintaining a primary-key index on a bulk load, and the dbt test on stg_raw__inference_logs
+-- checks it. warehouse/migrate.py drops the key of a home made with one.
 create table if not exists raw.inference_log (
     model_name varchar not null,
     request_id varchar not null,
@@ -21,8 +25,7 @@ create table if not exists raw.inference_log (
     scored_at timestamp not null,
     received_at timestamp,
     loaded_at timestamp not null,
-    source varchar not null,
-    primary key (model_name, request_id)
+    source varchar not null
 );
 
 -- Delayed ground truth, one row per request (a later label for the same request replaces it).

@@ -163,5 +163,9 @@ def test_no_acknowledged_line_is_lost_while_ingest_races_rotation(trained_home, 
     run_ingest(trained_home, spec)
     assert not errors
     assert len(acknowledged) == 5200
-    missing = set(acknowledged) - set(loaded_ids(trained_home))
+    loaded = loaded_ids(trained_home)
+    missing = set(acknowledged) - set(loaded)
     assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged lines never ingested"
+    duplicated = len(loaded) - len(set(loaded))
+    assert not duplicated, f"{duplicated} acknowledged lines stored twice"
+    print(f"acknowledged {len(acknowledged)}, lost {len(missing)}, duplicated {duplicated}")

@@ -38,6 +38,9 @@ RAW_SCHEMA = "raw"
 # Tables whose rows only ever arrive or get replaced with a newer `loaded_at` (warehouse/ingest.py,
 # warehouse/importer.py): synced incrementally by upsert. The others are small and copied whole.
 INCREMENTAL_TABLES = ("inference_log", "labels", "reference_rows")
+# Keys the raw store keeps by anti-join rather than by an index (warehouse/schema.sql): PostgreSQL
+# still needs them as a primary key, for the incremental upsert.
+UNINDEXED_KEYS = {"inference_log": ["model_name", "request_id"]}
 CONNECT_TIMEOUT_SECONDS = 10
 COPY_BUFFER_BYTES = 1 << 20
 
@@ -121,7 +124,8 @@ class PostgresTarget(Target):
             import psycopg2
         except ImportError:
             raise TargetError(
-                "DRIFTMART_TARGET=postgres needs psycopg2 (installed with dbt-postgres)"
+                "DRIFTMART_TARGET=postgres needs the postgres extra: pip install 'driftmart[postgres]' "
+                "(dbt-postgres and its psycopg2)"
             ) from None
 
         parameters = connection_parameters()
@@ -217,7 +221,7 @@ def _raw_store_layout(raw_store: duckdb.DuckDBPyConnection, table: str) -> tuple
         "where schema_name = ? and table_name = ? and constraint_type = 'PRIMARY KEY'",
         [RAW_SCHEMA, table],
     ).fetchall()
-    return columns, list(keys[0][0]) if keys else []
+    return columns, list(keys[0][0]) if keys else UNINDEXED_KEYS.get(table, [])
 
 
 def _ensure_table(cursor, table: str, columns: list[Column], key: list[str]) -> None:
