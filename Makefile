@@ -6,16 +6,24 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint format clean bench
 
+# `make demo` installs the core only (what the demo and the core commands need); `make test` adds the
+# extras the full suite needs: [postgres], [spark] (pyspark), [deploy] and the test tools ([dev]).
+CORE_STAMP := $(VENV)/.installed-core
+
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(CORE_STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: driftmart needs Python 3.11" >&2; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(CORE_STAMP)
+
+$(STAMP): $(CORE_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: install
+demo: $(CORE_STAMP)
 	$(BIN)/driftmart demo
 
 # Two workers (the machine's two cores): a test waiting on a dbt or Spark subprocess leaves the other

@@ -22,17 +22,17 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import skops.io as sio
 
 from ml.errors import DriftmartError
-from ml.estimators import estimator_name
 from ml.spec import ModelSpec
-from ml.train import TrainedModel
 from warehouse.files import fsync_directory, write_atomic
 from warehouse.home import Home
+
+if TYPE_CHECKING:  # scikit-learn: imported by the steps that train or load a model, not by readers
+    from ml.train import TrainedModel
 
 ARTIFACT = "model.skops"
 METADATA = "version.json"
@@ -266,6 +266,10 @@ def register(
 
     The artifact is the model in skops format, whatever it came from; the types skops does not trust
     by default are recorded with it (driftmart holds the model already: it serialised it itself)."""
+    import skops.io as sio  # 2 s of imports (scikit-learn): only where an artifact is written or read
+
+    from ml.estimators import estimator_name
+
     artifact = sio.dumps(trained.pipeline)
     trusted = sorted(set(sio.get_untrusted_types(data=artifact)) - set(TRUSTED_TYPES))
     staging = _staging_dir(home, spec.model)
@@ -403,6 +407,8 @@ def load_pipeline(home: Home, model_name: str, version: int | None = None) -> tu
             f"{artifact} has SHA-256 {actual[:12]}…, the registry recorded "
             f"{metadata.artifact_sha256[:12]}…; refusing to load it"
         )
+    import skops.io as sio
+
     pipeline = sio.loads(data, trusted=[*TRUSTED_TYPES, *metadata.trusted_types])
     return pipeline, metadata
 
