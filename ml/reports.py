@@ -224,10 +224,14 @@ def build_drift_report(
     timestamp: datetime | None = None,
     name: str | None = None,
     metadata: Mapping[str, str] | None = None,
+    n_current_rows: int | None = None,
+    n_reference_rows: int | None = None,
 ) -> DriftReport:
     """Run Evidently on a window (`current`) against its reference, both in the spec's column names.
 
     Each side is sampled to at most `max_rows` rows (seeded: the same input gives the same report).
+    A side already sampled by its reader (warehouse/queries.py samples in SQL) passes the rows it
+    was sampled from as `n_current_rows` / `n_reference_rows`: what `SampleSize.n_rows` reports.
     The target is judged only when both sides have at least `min_labelled_rows` labels (default: the
     spec's `min_window_rows`); a column without values on a side is skipped, with the reason kept.
     `timestamp` (e.g. the window start) orders the runs in the Evidently UI.
@@ -238,6 +242,12 @@ def build_drift_report(
 
     if max_rows < 1:
         raise ValueError(f"max_rows must be at least 1, got {max_rows}")
+    for side, frame, total in (
+        ("current", current, n_current_rows),
+        ("reference", reference, n_reference_rows),
+    ):
+        if total is not None and total < len(frame):
+            raise ValueError(f"n_{side}_rows is {total}, fewer than the {len(frame)} {side} rows given")
     for side, frame in (("current", current), ("reference", reference)):
         if frame.empty:
             raise ReportError(f"{spec.model}: the {side} data has no rows: nothing to compare")
@@ -308,8 +318,13 @@ def build_drift_report(
         n_drifted=n_drifted,
         share_drifted=n_drifted / len(feature_drifts),
         drift_share=drift_share,
-        current=SampleSize(n_rows=len(current), n_used=len(current_sample)),
-        reference=SampleSize(n_rows=len(reference), n_used=len(reference_sample)),
+        current=SampleSize(
+            n_rows=len(current) if n_current_rows is None else n_current_rows, n_used=len(current_sample)
+        ),
+        reference=SampleSize(
+            n_rows=len(reference) if n_reference_rows is None else n_reference_rows,
+            n_used=len(reference_sample),
+        ),
         seed=seed,
         skipped=skipped,
     )

@@ -267,11 +267,15 @@ def after_build(home: Home, run_id: str, inputs: dict[str, Any]) -> None:
 
 
 def after_publish(home: Home, run_id: str) -> bool:
-    """The build of `run_id` is published: its record becomes the home's build state. A build of
-    another run, or none, in between leaves the state as it was."""
+    """The build of `run_id` is published: its record, with the tables as the run left them, becomes
+    the home's build state. A build of another run, or none, in between leaves the state as it was."""
     pending = read_json(pending_path(home))
     if pending is None or pending.get("run_id") != run_id:
         return False
+    # The steps between the build and the publish (the multivariate drift) write tables too: the
+    # state is what the whole run left, taken now (the caller holds the writer lock).
+    with duckdb.connect(str(home.warehouse), read_only=True) as connection:
+        pending["built"] = built_tables(connection)
     pending["recorded_at"] = datetime.now(UTC).isoformat()
     _write_json(state_path(home), pending)
     pending_path(home).unlink(missing_ok=True)
@@ -344,15 +348,21 @@ def _report_is_current(home: Home, spec: ModelSpec, recorded: dict[str, Any]) ->
     return None
 
 
-def latest_reported_window(connection: duckdb.DuckDBPyConnection, spec: ModelSpec) -> datetime | None:
-    """The newest window of the model with a reference to compare with: the one the pipeline's
-    Evidently report covers."""
+def latest_reported_window(
+    connection: duckdb.DuckDBPyConnection, spec: ModelSpec, now: datetime | None = None
+) -> datetime | None:
+    """The newest *judged* window of the model, the one the pipeline's Evidently report covers:
+    driftmart judged it (it has a reference and not fewer rows than `min_window_rows`: the marts'
+    `has_reference and not is_below_min_rows`, as orchestration/automation.py `judged_windows`
+    selects) and it is closed (its end at or before `now`, default the clock in UTC: an open window
+    still gains rows). None when no window is judged yet."""
+    closed_by = now if now is not None else datetime.now(UTC).replace(tzinfo=None)
     (latest,) = connection.execute(
         """
         select max(window_start) from marts.fct_feature_drift
-        where model_name = ? and (reference_version is not null or reference_id is not null)
+        where model_name = ? and has_reference and not is_below_min_rows and window_end <= ?
         """,
-        [spec.model],
+        [spec.model, closed_by],
     ).fetchone()
     return latest
 

@@ -149,3 +149,14 @@ def test_workspace_keeps_one_project_per_model_and_one_run_per_window(home, spec
 
     again = save_report(home, spec, shifted_report, DAY_1)  # a re-run of a window replaces its run
     assert {str(run) for run in workspace.list_runs(project.id)} == {again.run_id, second.run_id}
+
+
+def test_rows_sampled_before_the_report_keep_the_count_they_were_sampled_from(spec, shifted, reference):
+    """warehouse/queries.py samples large windows in SQL: the report records the window's own size."""
+    report = build_drift_report(
+        spec, shifted, reference.head(500), max_rows=600, n_current_rows=5000, n_reference_rows=500
+    )
+    assert report.current == SampleSize(n_rows=5000, n_used=600) and report.current.is_sampled
+    assert report.reference == SampleSize(n_rows=500, n_used=500)
+    with pytest.raises(ValueError, match="n_current_rows is 10, fewer than the 600 current rows"):
+        build_drift_report(spec, shifted, reference, n_current_rows=10)
