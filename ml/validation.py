@@ -9,7 +9,8 @@ champion's classes first, so a model whose classes are ints keeps answering ints
 The most recent rows (by score time) are held out: both models are judged on the traffic they
 will serve next, never on rows either was trained on. The challenger is promoted only if it beats
 the champion by the margin on the chosen metric and its own reference no longer drifts from the
-held-out traffic.
+held-out traffic. That drift is judged by the drift engine (the dbt project, with the spec's methods
+and thresholds: orchestration/gate.py), never by a second implementation here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import copy
 import importlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,7 +34,6 @@ from ml.spec import LOWER_IS_BETTER, RETRAIN_METRICS, ModelSpec, RetrainPolicy
 from ml.train import TrainedModel, validated_model
 
 logger = logging.getLogger("driftmart.validation")
-PSI_EPSILON = 1e-4  # the dbt var drift_share_epsilon's default
 
 
 class NotEnoughLabelsError(DriftmartError):
@@ -41,6 +42,18 @@ class NotEnoughLabelsError(DriftmartError):
 
 class RetrainFitError(DriftmartError):
     """The spec's `retrain.fit` function cannot be imported, or did not return a fitted model."""
+
+
+@dataclass(frozen=True)
+class ReferenceDrift:
+    """The drift engine's verdict on the challenger's reference against the held-out rows."""
+
+    drifted_features: list[str]
+    dataset_drifted: bool
+    share_drifted: float
+    dataset_threshold: float
+    # feature -> {"method", "threshold", "score", "is_drifted"} as the engine judged it
+    features: dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,7 @@ class Validation:
     challenger_drifted_features: list[str]
     promote: bool
     reason: str
+    challenger_drift: dict[str, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict:
         """As stored in the registry; the metric's two scores also flat, for SQL readers."""
@@ -167,36 +181,6 @@ def train_challenger(
     )
 
 
-def reference_psi(reference: pd.Series, current: pd.Series, kind: str, bins: int = 10) -> float:
-    """PSI on the rules of the SQL engine: reference deciles with open ends (numeric) or reference
-    categories plus unseen (categorical), NULL as its own bin, shares floored at 1e-4."""
-    if kind == "numeric":
-        reference_values = pd.to_numeric(reference, errors="coerce")
-        current_values = pd.to_numeric(current, errors="coerce")
-        finite = reference_values.dropna().to_numpy()
-        edges = np.unique(np.quantile(finite, np.arange(1, bins) / bins)) if len(finite) else np.array([])
-
-        def binned(values: pd.Series) -> np.ndarray:
-            index = np.searchsorted(edges, values.to_numpy(), side="right").astype(object)
-            index[values.isna().to_numpy()] = "null"
-            return index
-
-        reference_bins, current_bins = binned(reference_values), binned(current_values)
-    else:
-        known = set(reference.dropna())
-        reference_bins = reference.where(reference.notna(), "__null__").to_numpy()
-        current_bins = np.where(
-            current.isna(), "__null__", np.where(current.isin(known), current, "__unseen__")
-        ).astype(object)
-    labels = set(reference_bins) | set(current_bins)
-    psi = 0.0
-    for label in labels:
-        p_ref = max(np.mean(reference_bins == label), PSI_EPSILON)
-        p_cur = max(np.mean(current_bins == label), PSI_EPSILON)
-        psi += (p_cur - p_ref) * np.log(p_cur / p_ref)
-    return float(psi)
-
-
 def validate(
     spec: ModelSpec,
     champion: Any,
@@ -205,24 +189,21 @@ def validate(
     challenger_version: int,
     holdout: pd.DataFrame,
     policy: RetrainPolicy,
-    *,
-    psi_threshold: float = 0.2,
+    judge_drift: Callable[[], ReferenceDrift],
 ) -> Validation:
-    """Compare the challenger with the champion on the held-out rows and re-check its drift.
+    """Compare the challenger with the champion on the held-out rows; `judge_drift()` gives the drift
+    engine's verdict on the challenger's reference against them (a dataset-drifted reference is
+    rejected), asked only of a challenger that wins on the metric (it costs a dbt run).
     For an error metric (rmse, mae) lower is better: the challenger must be lower by the margin."""
     champion_metrics = evaluate(spec, champion, holdout)
     challenger_metrics = evaluate(spec, challenger.pipeline, holdout)
-    drifted = [
-        name
-        for name, kind in spec.features.items()
-        if reference_psi(challenger.reference[name], holdout[name], kind) >= psi_threshold
-    ]
     metric = policy.metric
     champion_score = champion_metrics.get(metric, math.nan)
     challenger_score = challenger_metrics.get(metric, math.nan)
     lower_is_better = metric in LOWER_IS_BETTER
     gain = champion_score - challenger_score if lower_is_better else challenger_score - champion_score
-    dataset_drifted = len(drifted) / len(spec.features) >= spec.thresholds["dataset_drift_share"]
+    drift = judge_drift() if math.isfinite(gain) and gain >= policy.promotion_margin else None
+    drifted = drift.drifted_features if drift is not None else []
     if not math.isfinite(gain):
         promote = False
         reason = f"{metric} cannot be computed on the {len(holdout)} held-out rows: keeping the champion"
@@ -233,9 +214,13 @@ def validate(
             f"champion's {champion_score:.4f} by the margin {policy.promotion_margin:g}"
             + (" (lower is better)" if lower_is_better else "")
         )
-    elif dataset_drifted:
+    elif drift is not None and drift.dataset_drifted:
         promote = False
-        reason = f"the challenger's reference still drifts from recent traffic in {', '.join(drifted)}"
+        reason = (
+            f"the challenger's reference still drifts from recent traffic in {', '.join(drifted)} "
+            f"({drift.share_drifted:.0%} of features drifted; "
+            f"dataset_drift_share {drift.dataset_threshold:g})"
+        )
     else:
         promote = True
         reason = (
@@ -255,4 +240,5 @@ def validate(
         challenger_drifted_features=drifted,
         promote=promote,
         reason=reason,
+        challenger_drift=drift.features if drift is not None else None,
     )

@@ -1,17 +1,30 @@
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from ml import registry
 from ml.datasets import generate
-from ml.spec import RetrainPolicy
+from ml.spec import FeatureMonitor, RetrainPolicy
 from ml.validation import (
     NotEnoughLabelsError,
+    ReferenceDrift,
     RetrainFitError,
-    reference_psi,
     split_recent,
     train_challenger,
     validate,
+)
+from orchestration.gate import judge_reference
+
+
+def never_asked():
+    raise AssertionError("a challenger that loses on the metric is not judged for drift (a dbt run)")
+
+
+# The drift verdict validate() is given where a test is about the metrics, not the gate's drift check.
+NO_DRIFT = ReferenceDrift(
+    drifted_features=[], dataset_drifted=False, share_drifted=0.0, dataset_threshold=0.5, features={}
 )
 
 
@@ -20,13 +33,17 @@ def recent_rows(scenario, spec, seed=4):
     return frame.assign(**{spec.target: frame[spec.target].astype(str)})
 
 
-def challenge(trained_home, spec, recent, policy=None):
+def challenge(trained_home, spec, recent, policy=None, *, judged=False):
     policy = policy or RetrainPolicy()
     champion, champion_meta = registry.load_pipeline(trained_home, spec.model)
     reference = registry.load_reference(trained_home, spec.model, champion_meta.model_version)
     fit_rows, holdout = split_recent(spec, recent, policy)
     challenger = train_challenger(spec, reference, fit_rows, champion=champion)
-    return validate(spec, champion, 1, challenger, 2, holdout, policy), challenger, holdout
+
+    def judge():
+        return judge_reference(spec, challenger, holdout) if judged else NO_DRIFT
+
+    return validate(spec, champion, 1, challenger, 2, holdout, policy, judge), challenger, holdout
 
 
 def test_challenger_trained_after_concept_drift_beats_the_champion(trained_home, spec):
@@ -44,17 +61,52 @@ def test_challenger_on_shuffled_labels_is_rejected_with_the_reason(trained_home,
     clean_holdout = recent_rows("no_drift", spec, seed=9).tail(700)
     reference = registry.load_reference(trained_home, spec.model, 1)
     challenger = train_challenger(spec, reference.head(50), fit_rows, champion=champion)
-    verdict = validate(spec, champion, 1, challenger, 2, clean_holdout, RetrainPolicy(promotion_margin=0.01))
+    policy = RetrainPolicy(promotion_margin=0.01)
+    verdict = validate(spec, champion, 1, challenger, 2, clean_holdout, policy, never_asked)
     assert not verdict.promote
     assert "does not beat the champion's" in verdict.reason
 
 
-def test_challenger_reference_follows_the_new_traffic(trained_home, spec):
-    verdict, challenger, holdout = challenge(trained_home, spec, recent_rows("covariate_shift", spec))
+@pytest.mark.slow
+def test_challenger_reference_follows_the_new_traffic_as_the_drift_engine_judges_it(trained_home, spec):
+    verdict, challenger, holdout = challenge(
+        trained_home, spec, recent_rows("covariate_shift", spec), judged=True
+    )
+    assert verdict.challenger_drifted_features == [] and verdict.promote, verdict.reason
+    # every feature judged by the spec's own method and threshold
+    assert {
+        name: FeatureMonitor(judged["method"], judged["threshold"])
+        for name, judged in verdict.challenger_drift.items()
+    } == spec.monitors
+    # The champion's old reference, judged by the same engine, drifts from that traffic in car_value.
     old_reference = registry.load_reference(trained_home, spec.model, 1)
-    assert reference_psi(old_reference["car_value"], holdout["car_value"], "numeric") > 0.2
-    assert reference_psi(challenger.reference["car_value"], holdout["car_value"], "numeric") < 0.1
-    assert verdict.challenger_drifted_features == []
+    old = judge_reference(spec, replace(challenger, reference=old_reference), holdout)
+    assert "car_value" in old.drifted_features
+    assert old.features["car_value"]["score"] >= old.features["car_value"]["threshold"]
+    assert verdict.challenger_drift["car_value"]["score"] < old.features["car_value"]["score"]
+
+
+@pytest.mark.slow
+def test_the_gate_judges_with_the_specs_methods_thresholds_and_dataset_share(trained_home, spec):
+    _, challenger, holdout = challenge(trained_home, spec, recent_rows("covariate_shift", spec))
+    old_reference = registry.load_reference(trained_home, spec.model, 1)
+    stale = replace(challenger, reference=old_reference)
+    # car_value judged by Wasserstein with a threshold nothing reaches, one drifted feature a dataset drift
+    monitors = {**spec.monitors, "car_value": FeatureMonitor("wasserstein_normed", 1e9)}
+    strict = replace(spec, monitors=monitors, thresholds={**spec.thresholds, "dataset_drift_share": 1e-9})
+    judged = judge_reference(strict, stale, holdout)
+    assert judged.features["car_value"]["method"] == "wasserstein_normed"
+    assert judged.features["car_value"]["threshold"] == 1e9
+    assert "car_value" not in judged.drifted_features
+    assert judged.dataset_drifted == bool(judged.drifted_features)
+    policy = RetrainPolicy(promotion_margin=-1.0)  # any challenger beats the champion on the metric
+    champion, _ = registry.load_pipeline(trained_home, spec.model)
+    drifting = judge_reference(spec, stale, holdout)
+    assert drifting.dataset_drifted == (drifting.share_drifted >= spec.thresholds["dataset_drift_share"])
+    verdict = validate(spec, champion, 1, stale, 2, holdout, policy, lambda: drifting)
+    assert verdict.promote == (not drifting.dataset_drifted)
+    if drifting.dataset_drifted:
+        assert verdict.reason.startswith("the challenger's reference still drifts from recent traffic in")
 
 
 def test_too_few_labels_is_a_clear_error(spec):
@@ -159,6 +211,6 @@ def test_a_regression_challenger_wins_by_a_lower_rmse(tmp_path):
     recent = rows(600, 5.0, 1000).assign(price=lambda frame: frame["price"].map(repr))  # text, as stored
     fit_rows, holdout = split_recent(spec, recent, spec.retrain)
     challenger = train_challenger(spec, trained.reference, fit_rows, champion=trained.pipeline)
-    verdict = validate(spec, trained.pipeline, 1, challenger, 2, holdout, spec.retrain)
+    verdict = validate(spec, trained.pipeline, 1, challenger, 2, holdout, spec.retrain, lambda: NO_DRIFT)
     assert verdict.metric == "rmse" and verdict.challenger["rmse"] < verdict.champion["rmse"]
     assert verdict.promote and "lower is better" in verdict.reason
