@@ -97,7 +97,7 @@ import duckdb
 from warehouse.connection import connect_writer
 from warehouse.files import fsync_directory, fsync_file, write_atomic
 from warehouse.home import WAREHOUSE_FILE, Home
-from warehouse.targets import quote_identifier, resolve_target, sql_string
+from warehouse.targets import STEP_TABLES, quote_identifier, resolve_target, sql_string
 
 logger = logging.getLogger(__name__)
 
@@ -578,6 +578,22 @@ def _copy_built(connection: duckdb.DuckDBPyConnection) -> list[str]:
     return copied
 
 
+def _copy_step_tables(connection: duckdb.DuckDBPyConnection) -> None:
+    """STEP_TABLES (written in the raw store by a Dagster step) into the copy of a non-DuckDB target."""
+    present = {
+        f"{schema}.{table}"
+        for schema, table in connection.execute(
+            "select table_schema, table_name from information_schema.tables where table_catalog = 'source'"
+        ).fetchall()
+    }
+    for table in STEP_TABLES:
+        if table in present:
+            schema, name = table.split(".")
+            connection.execute(f"create schema if not exists {quote_identifier(schema)}")
+            source = _name(schema, name, "source")
+            connection.execute(f"create or replace table {_name(schema, name)} as select * from {source}")
+
+
 def _copy_views(connection: duckdb.DuckDBPyConnection, skip: set[tuple[str, str]]) -> None:
     """The warehouse's views (dbt's staging models), each where its inputs were published; a view
     over a table left out (a row-level one) is left out too."""
@@ -756,6 +772,7 @@ def publish(home: Home, *, run_id: str | None = None, parquet: bool | None = Non
             else:
                 # On postgres and spark the built schemas live on that engine: copy them into the copy.
                 target.copy_built_tables(home, connection)
+                _copy_step_tables(connection)
             retired, delete = _retirement(publication)
             state = _write_state(publication, retired)
             connection.execute("detach source")

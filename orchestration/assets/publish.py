@@ -8,11 +8,13 @@ from orchestration.resources import WAREHOUSE_WRITER_POOL, DriftmartResource
 from warehouse.connection import writer_lock
 
 PUBLISHED = dg.AssetKey(["published", "driftmart_duckdb"])
+# orchestration/assets/multivariate.py's table, spelled out (that module imports the reports asset).
+MULTIVARIATE_DRIFT = dg.AssetKey(["marts", "fct_multivariate_drift"])
 
 
 @dg.asset(
     key=PUBLISHED,
-    deps=mart_asset_keys(),
+    deps=[*mart_asset_keys(), MULTIVARIATE_DRIFT],
     group_name="published",
     kinds={"duckdb"},
     pool=WAREHOUSE_WRITER_POOL,

@@ -126,14 +126,30 @@ def test_production_instance_queues_runs_and_gives_the_warehouse_writers_one_slo
         assert instance.event_log_storage.get_concurrency_info(WAREHOUSE_WRITER_POOL).slot_count == 1
 
 
-def test_workspace_loads_the_definitions_driftmart_ui_serves():
+def test_workspace_loads_the_definitions_driftmart_ui_serves(monkeypatch, tmp_path):
+    from dagster._core.workspace.autodiscovery import loadable_targets_from_python_module
+
+    from orchestration import cli
+
     (origin,) = location_origins_from_yaml_paths([str(DEPLOY / "workspace.yaml")])
     target = origin.loadable_target_origin
     assert origin.location_name == "driftmart"
-    # `driftmart ui` runs `dagster dev -m orchestration.definitions`: the same module and its `defs`.
-    assert "orchestration.definitions" in (REPO / "orchestration" / "cli.py").read_text()
-    assert (target.module_name, target.attribute) == ("orchestration.definitions", "defs")
+    # What `driftmart ui` starts (its server stubbed): `dagster dev -m <module>` without an attribute,
+    # which serves the module's one Definitions, found as Dagster finds it.
+    started: dict[str, Any] = {}
+    monkeypatch.setattr(
+        cli, "_run_as_server", lambda command, environment: started.update(command=command) or 0
+    )
+    monkeypatch.setenv("DRIFTMART_HOME", str(tmp_path / "ui_home"))
+    assert cli.main(["ui", "--port", "3999"]) == 0
+    command = started["command"]
+    assert command[1] == "dev", command
+    assert not {"-a", "--attribute", "-f", "-w"} & set(command), command
+    module = command[command.index("-m") + 1]
+    (loadable,) = loadable_targets_from_python_module(module, working_directory=None)
+    assert (target.module_name, target.attribute) == (module, loadable.attribute)
     definitions = getattr(importlib.import_module(target.module_name), target.attribute)
+    assert definitions is loadable.target_definition
     assert isinstance(definitions, dg.Definitions)
     assert definitions.resolve_job_def(PIPELINE_JOB).name == PIPELINE_JOB
 
@@ -195,11 +211,40 @@ def test_k8s_run_launcher_example_merges_into_the_production_instance(storage_en
     assert ref.storage_data.class_name == "DagsterPostgresStorage"
 
 
+WAREHOUSE_WRITERS = {
+    "raw_tables",
+    "driftmart_dbt_assets",
+    "marts__fct_multivariate_drift",
+    "published__driftmart_duckdb",
+}
+
+
 @pytest.mark.parametrize("name", sorted(path.name for path in EXAMPLES.glob("*.yaml")))
-def test_every_example_says_what_it_means_for_the_warehouse_target(name):
-    text = (EXAMPLES / name).read_text()
-    assert "Warehouse target:" in text
-    assert "DRIFTMART_TARGET" in text and "driftmart_warehouse_writer" in text
+def test_every_example_keeps_the_warehouse_writers_to_one_slot(name, storage_env, tmp_path):
+    """Under every example the steps that write the warehouse stay in the one-slot pool: an instance
+    example replaces only the run launcher (the production concurrency settings stay), a run config
+    example only the executor (the writers' pool is the steps' own)."""
+    example = load_yaml(EXAMPLES / name)
+    production = load_yaml(DEPLOY / "dagster.yaml")
+    if name.endswith(".dagster.yaml"):
+        assert set(example) == {"run_launcher"}, name
+        ref = production_ref(tmp_path, example)
+        assert ref.settings["concurrency"] == production["concurrency"]
+        assert ref.settings["concurrency"]["pools"]["default_limit"] == 1
+        assert ref.run_launcher_data.class_name == example["run_launcher"]["class"]
+    else:
+        assert set(example) == {"execution"}, name
+        job = build_definitions().resolve_job_def(PIPELINE_JOB)
+        if name.startswith("celery"):  # run config of the documented celery job
+            path = EXAMPLES / name
+            namespace: dict[str, Any] = {}
+            exec(compile(commented_python(path), str(path), "exec"), namespace)
+            job = namespace["defs"].resolve_job_def(PIPELINE_JOB)
+        dg.validate_run_config(job, example)
+        pools = {node.name: node.pool for node in job.graph.node_defs}
+        assert {node for node, pool in pools.items() if pool == WAREHOUSE_WRITER_POOL} == WAREHOUSE_WRITERS
+    local = yaml.safe_load(INSTANCE_CONFIG)["concurrency"]["pools"]
+    assert local["default_limit"] == production["concurrency"]["pools"]["default_limit"] == 1
 
 
 # --- the production instance, for real -------------------------------------------------------------

@@ -38,6 +38,10 @@ RAW_SOURCE_TABLES = (
 )
 # Schemas dbt builds tables in that the published copy carries over from a non-DuckDB engine.
 BUILT_SCHEMAS = ("intermediate", "marts")
+# Tables a Dagster step writes in the raw store between the build and the publish (not dbt models):
+# the publish copies them beside the engine's tables on every target.
+MULTIVARIATE_DRIFT_TABLE = "marts.fct_multivariate_drift"  # orchestration/assets/multivariate.py
+STEP_TABLES = (MULTIVARIATE_DRIFT_TABLE,)
 
 
 class TargetError(DriftmartError):
