@@ -1,6 +1,8 @@
 """The expected values pasted into the dbt unit tests are checked here against independent
-numpy/scipy/scikit-learn computations on the unit tests' own inputs (no dbt run, fast):
-dbt compares the SQL's output with them exactly, this checks that they are right.
+numpy/scipy/scikit-learn (and exact, tests/dbt/unit_test_expected_statistics.py) computations on
+the unit tests' own inputs: dbt compares the SQL's output with them exactly, this checks that they
+are right. The chi-squared p-value's paths, beyond the unit tests' cells, are checked on the SQL of
+int_window_drift_statistics_computed itself, as dbt compiled it for the session's built home.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.dbt import driftmart_dbt_helpers as helpers
 from tests.dbt import unit_test_expected_statistics as statistics_script
 from tests.dbt.driftmart_dbt_helpers import DBT_PROJECT_DIR
 
@@ -40,9 +43,48 @@ def _assert_close(actual: Any, expected: Any, where: str) -> None:
         assert close, f"{where}: {actual!r} != {expected!r}"
 
 
-def test_statistics_unit_tests_are_the_scripts_numpy_values():
-    """The YAML is what the script writes: numpy/scipy values, or the SQL's within tolerance."""
+def test_statistics_unit_tests_yaml_is_what_the_script_renders():
     assert statistics_script.YAML_PATH.read_text() == statistics_script.render_yaml()
+
+
+def _statistics_yaml_rows() -> list[dict[str, Any]]:
+    tests = yaml.safe_load(statistics_script.YAML_PATH.read_text())["unit_tests"]
+    assert [test["model"] for test in tests] == [statistics_script.MODEL] * 2
+    return [row for test in tests for row in test["expect"]["rows"]]
+
+
+def test_statistics_yaml_values_are_independent_or_the_sqls_within_1e_12_of_the_exact_value():
+    """Every js_distance / chi2_p_value of the YAML, read back as YAML: numpy/scipy's double or the
+    exact one, bit for bit, but for the SQL_DOUBLES cells; all within 1e-12 relative of the exact value."""
+    rows = _statistics_yaml_rows()
+    cells = {**statistics_script.EVERY_STATISTIC, **statistics_script.CHI2_P_VALUES}
+    assert sorted((row["feature_name"], row["window_start"]) for row in rows) == sorted(cells)
+    checked = set()
+    for row in rows:
+        feature, window = row["feature_name"], row["window_start"]
+        reference, current = (
+            statistics_script._padded(feature, counts) for counts in cells[(feature, window)]
+        )
+        numpy_values = helpers.drift_statistics(
+            statistics_script.feature_bins(feature), np.array(reference), np.array(current)
+        )
+        assert row["chi2_df"] == numpy_values["chi2_df"], (feature, window)
+        if row["chi2_df"] >= 1:
+            _assert_close(row["chi2_statistic"], numpy_values["chi2_statistic"], f"{feature} {window} chi2")
+        exact = statistics_script.exact_values(feature, window, row["chi2_statistic"], row["chi2_df"])
+        for column in statistics_script.EXACT_COLUMNS:
+            key = (feature, window, column)
+            if column == "chi2_p_value" and row["chi2_df"] < 1:
+                assert row[column] is None, key
+                continue
+            assert math.isclose(row[column], exact[column], rel_tol=1e-12, abs_tol=0.0), (key, row[column])
+            if key in statistics_script.SQL_DOUBLES:
+                assert row[column] == statistics_script.SQL_DOUBLES[key], key
+            else:
+                assert row[column] in (numpy_values[column], exact[column]), (key, row[column])
+            checked.add(key)
+    assert set(statistics_script.SQL_DOUBLES) <= checked
+    assert len(statistics_script.SQL_DOUBLES) <= 6  # the SQL's own doubles: only where nothing else fits
 
 
 def test_chi2_p_value_fixtures_cover_both_closed_forms_and_underflow():
@@ -241,38 +283,98 @@ def test_feature_statistics_expectations_match_numpy():
             _assert_close(expected[(feature, window)][column], value, f"{feature} {window} {column}")
 
 
-@pytest.mark.parametrize("df", [1, 2, 3, 4, 9, 10, 51, 200])
-def test_every_p_value_path_agrees_with_scipy_in_python(df):
-    """The SQL's p-value recipe (closed forms, erfc series / trapezoid sum), replayed in Python."""
+P_VALUE_DFS = (1, 2, 3, 4, 9, 10, 51, 200)
+P_VALUE_XS = (1e-6, 0.3, 2.0, 7.9, 8.0, 8.1, 20.0, 60.0, 150.0, 400.0, 1400.0)
+REFERENCE_ROWS = 10**6  # per category: x = 2 t^2 / REFERENCE_ROWS when t rows move between two
+STATISTICS_SQL = Path(
+    "compiled", "driftmart", "models", "intermediate", "drift", "int_window_drift_statistics_computed.sql"
+)
+
+
+@pytest.fixture(scope="module")
+def sql_p_values(built_home) -> dict[tuple[int, float], dict[str, Any]]:
+    """int_window_drift_statistics_computed's SQL, as dbt compiled it for the built home, on a
+    categorical feature of df + 1 equal reference categories per df, one window per x, where t rows
+    of the window moved from the first category to the second (x = 2 t^2 / REFERENCE_ROWS)."""
+    import duckdb
+
+    from orchestration.dbt_setup import dbt_target_path
+
+    sql = (dbt_target_path(built_home) / STATISTICS_SQL).read_text()
+    counts, bins, cells = [], [], {}
+    windows = {x: f"2024-01-{day:02d}" for day, x in enumerate(P_VALUE_XS, start=1)}
+    references = [("m", "model_version:1", window) for window in windows.values()]
+    for df in P_VALUE_DFS:
+        feature = f"k{df}"
+        labels = [f"v{i}" for i in range(1, df + 2)] + ["__unseen__", "__null__"]
+        for bin_id, label in enumerate(labels, start=1):
+            bins.append(("m", "model_version:1", feature, "categorical", bin_id, label))
+        for x, window in windows.items():
+            moved = max(1, round(math.sqrt(x * REFERENCE_ROWS / 2)))
+            current = [REFERENCE_ROWS + moved, REFERENCE_ROWS - moved] + [REFERENCE_ROWS] * (df - 1) + [0, 0]
+            reference = [REFERENCE_ROWS] * (df + 1) + [0, 0]
+            for bin_id, (n_rows, n_reference) in enumerate(zip(current, reference, strict=True), start=1):
+                counts.append(("m", "model_version:1", feature, bin_id, n_rows, n_reference, window))
+            cells[(feature, window)] = (df, x, 2 * moved**2 / REFERENCE_ROWS)
+    with duckdb.connect() as connection:
+        connection.execute("attach ':memory:' as driftmart")
+        connection.execute("create schema driftmart.intermediate")
+        connection.execute(
+            "create table driftmart.intermediate.int_window_bin_counts_aggregated (model_name varchar, "
+            "reference_id varchar, feature_name varchar, bin_id integer, n_rows bigint, "
+            "n_reference_rows bigint, window_start timestamp, window_end timestamp)"
+        )
+        connection.executemany(
+            "insert into driftmart.intermediate.int_window_bin_counts_aggregated "
+            "values (?, ?, ?, ?, ?, ?, ?::timestamp, ?::timestamp + interval 1 day)",
+            [(*row, row[-1]) for row in counts],
+        )
+        connection.execute(
+            "create table driftmart.intermediate.int_window_references "
+            "(model_name varchar, reference_id varchar, window_start timestamp)"
+        )
+        connection.executemany(
+            "insert into driftmart.intermediate.int_window_references values (?, ?, ?)", references
+        )
+        connection.execute(
+            "create table driftmart.intermediate.int_reference_bins_frozen (model_name varchar, "
+            "reference_id varchar, feature_name varchar, feature_type varchar, bin_id integer, "
+            "bin_label varchar, lower_bound double, upper_bound double, reference_std double, "
+            "reference_min double, reference_max double)"
+        )
+        connection.executemany(
+            "insert into driftmart.intermediate.int_reference_bins_frozen "
+            "values (?, ?, ?, ?, ?, ?, null, null, null, null, null)",
+            bins,
+        )
+        cursor = connection.execute(
+            f"select feature_name, strftime(window_start, '%Y-%m-%d') as window_start, chi2_statistic, "
+            f"chi2_p_value, chi2_df from ({sql}) as model_output"
+        )
+        names = [column[0] for column in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    assert len(rows) == len(cells)
+    return {
+        cells[(row["feature_name"], row["window_start"])][:2]: {
+            **row,
+            "exact_chi2": cells[(row["feature_name"], row["window_start"])][2],
+        }
+        for row in rows
+    }
+
+
+@pytest.mark.parametrize("df", P_VALUE_DFS)
+def test_sql_p_value_agrees_with_scipy_on_every_path(sql_p_values, df):
+    """The SQL's p-value (closed forms, erfc series / trapezoid sum) against scipy.stats.chi2.sf of
+    its own statistic, at small and large x on both sides of the series' switch at x / 2 = 4."""
     from scipy import stats
 
-    for x in [1e-6, 0.3, 2.0, 7.9, 8.0, 8.1, 20.0, 60.0, 150.0, 400.0, 1400.0]:
-        expected = stats.chi2.sf(x, df)
-        replayed = _p_value_recipe(x, df)
+    for x in P_VALUE_XS:
+        row = sql_p_values[(df, x)]
+        assert row["chi2_df"] == df, row
+        assert math.isclose(row["chi2_statistic"], row["exact_chi2"], rel_tol=1e-12), row
+        expected = stats.chi2.sf(row["chi2_statistic"], df)
         if expected > 1e-300:
-            assert math.isclose(replayed, expected, rel_tol=1e-9), (df, x, replayed, expected)
+            assert math.isclose(row["chi2_p_value"], expected, rel_tol=1e-9), (df, x, row, expected)
         else:
-            assert replayed < 1e-290
-
-
-def _p_value_recipe(x: float, df: int) -> float:
-    """What int_window_drift_statistics_computed computes, step by step, in plain Python."""
-    y, j, odd = x / 2, df // 2, df % 2
-    ln_y = math.log(y)
-
-    def exp_or_zero(value: float) -> float:
-        return 0.0 if value < -700 else math.exp(value)
-
-    if not odd:
-        return min(1.0, sum(exp_or_zero(-y + k * ln_y - math.lgamma(k + 1)) for k in range(j)))
-    terms = [exp_or_zero(-y + (k - 0.5) * ln_y - math.lgamma(k + 0.5)) for k in range(1, max(j, 80) + 1)]
-    finite = sum(terms[:j])
-    if y < 4:
-        erfc = 1.0 - sum(terms)
-    else:
-        step, z = 0.5, math.sqrt(y)
-        nodes = sum(exp_or_zero(-((n * step) ** 2)) / ((n * step) ** 2 + y) for n in range(1, 21))
-        erfc = 2 * step * z * exp_or_zero(-y) / math.pi * (1 / (2 * y) + nodes)
-        if z < math.pi / step:
-            erfc += 2 / (1 - math.exp(2 * math.pi * z / step))
-    return min(1.0, finite + erfc)
+            assert row["chi2_p_value"] < 1e-290, (df, x, row)

@@ -1,5 +1,7 @@
-"""Expected values of the dbt unit tests of the drift statistics, computed independently with
-numpy/scipy (tests/dbt/driftmart_dbt_helpers.py: drift_statistics, scipy.stats.chi2.sf).
+"""Expected values of the dbt unit tests of the drift statistics, computed independently of the SQL:
+with numpy/scipy (tests/dbt/driftmart_dbt_helpers.py: drift_statistics, scipy.stats.chi2.sf) and,
+for js_distance and chi2_p_value, exactly (rational shares, 60-digit logarithms and incomplete
+gamma series, rounded once to a double: exact_js_distance, exact_chi2_p_value).
 
 The fixtures below are the unit tests' inputs (bin count tables and frozen bins). Run
 
@@ -8,13 +10,16 @@ The fixtures below are the unit tests' inputs (bin count tables and frozen bins)
 to print the expected rows, or with `--write` to regenerate
 dbt_project/models/intermediate/drift/_drift__statistics_unit_tests.yml from them.
 tests/dbt/test_unit_test_expectations.py checks that the YAML in the repository still equals what
-this script computes (to 1e-12 relative; chi² p-values to 1e-9, where p > 1e-300).
+this script computes, and that each of its js_distance / chi2_p_value values is within 1e-12
+relative of the exact value.
 """
 
 from __future__ import annotations
 
+import decimal
 import math
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -70,21 +75,30 @@ CHI2_P_VALUES: dict[tuple[str, str], tuple[list[int], list[int]]] = {
 }
 CHI2_FEATURES = {"k1": 2, "k2": 3, "k3": 4, "k4": 5, "k9": 10}
 
-# The SQL's doubles where they differ from numpy/scipy's in the last digits (different summation
-# order, closed forms instead of scipy's algorithms). dbt unit tests compare doubles exactly, so the
-# YAML carries these; expected_rows() checks each against numpy/scipy: 1e-12 relative for the
-# statistics, 1e-9 for the p-values (the SQL's p-value contract).
+# js_distance and chi2_p_value are also computed exactly (exact_values below: rational shares,
+# logarithms and the incomplete gamma function to 60 significant digits, then rounded once to the
+# nearest double), because numpy/scipy's own doubles can be many ulps off (24 for js_distance k9).
+# dbt unit tests compare doubles exactly (the SQL's 0.6891565167793519 against the correctly rounded
+# 0.6891565167793516 fails `dbt test`), so a statistic's YAML value is numpy/scipy's or the exact
+# one, whichever of the two independent values the SQL gives bit for bit. Where the SQL gives
+# neither, the YAML has to carry the SQL's own double: SQL_DOUBLES, each of which expected_rows()
+# (and tests/dbt/test_unit_test_expectations.py, on the YAML) holds to within 1e-12 relative of the
+# exact value (the comment after each: the exact value, which `dbt test` would reject there).
 SQL_DOUBLES: dict[tuple[str, str, str], float] = {
-    ("x", "2024-01-01", "js_distance"): 0.32083293163028337,
-    ("k9", "2024-01-01", "js_distance"): 0.03553322951070072,
-    ("k9", "2024-01-01", "chi2_p_value"): 0.9994375026978326,
-    ("k3", "2024-01-01", "chi2_p_value"): 0.007383160505359766,
-    ("k4", "2024-01-02", "chi2_p_value"): 2.781632018740873e-85,
-    ("k9", "2024-01-02", "chi2_p_value"): 1.340678048395964e-09,
-    ("k4", "2024-01-01", "chi2_p_value"): 0.040427681994512805,
-    ("k1", "2024-01-01", "chi2_p_value"): 0.6891565167793519,
-    ("k1", "2024-01-03", "chi2_p_value"): 2.8156843046193894e-80,
+    ("k9", "2024-01-01", "chi2_p_value"): 0.9994375026978326,  # exact 0.9994375026978325
+    ("k3", "2024-01-01", "chi2_p_value"): 0.007383160505359766,  # exact 0.007383160505359769
+    ("k4", "2024-01-02", "chi2_p_value"): 2.781632018740873e-85,  # exact 2.7816320187408423e-85
+    ("k9", "2024-01-02", "chi2_p_value"): 1.340678048395964e-09,  # exact 1.3406780483959613e-09
+    ("k1", "2024-01-01", "chi2_p_value"): 0.6891565167793519,  # exact 0.6891565167793516
+    ("k1", "2024-01-03", "chi2_p_value"): 2.8156843046193894e-80,  # exact 2.815684304619389e-80
 }
+# Where numpy/scipy's double is not the SQL's but the exact value is: the YAML carries the exact one.
+EXACT_IN_YAML = {("x", "2024-01-01", "js_distance"), ("k4", "2024-01-01", "chi2_p_value")}
+EXACT_COLUMNS = ("js_distance", "chi2_p_value")
+RELATIVE_TOLERANCE = 1e-12
+# Significant digits of the exact computations: 60, plus for the p-value the log10(e) y digits that
+# 1 - P(a, y) can lose to cancellation (Q is not much below e^-y where P is near 1).
+EXACT_DIGITS = 60
 
 STATISTIC_COLUMNS = (
     "n_reference",
@@ -153,6 +167,80 @@ def _padded(feature: str, counts: list[int]) -> list[int]:
     return [*counts, 0, 0] if feature in CHI2_FEATURES else counts
 
 
+def _decimal(value: Fraction) -> decimal.Decimal:
+    return decimal.Decimal(value.numerator) / decimal.Decimal(value.denominator)
+
+
+def _pi() -> decimal.Decimal:
+    """pi to the context's precision (the recipe of Python's decimal documentation)."""
+    decimal.getcontext().prec += 2
+    three = decimal.Decimal(3)
+    last, total, term, n, na, d, da = 0, three, three, 1, 0, 0, 24
+    while total != last:
+        last = total
+        n, na = n + na, na + 8
+        d, da = d + da, da + 32
+        term = (term * n) / d
+        total += term
+    decimal.getcontext().prec -= 2
+    return +total
+
+
+def exact_js_distance(reference_counts: list[int], current_counts: list[int]) -> float:
+    """js_distance = sqrt(½ Σ p~ ln(p~ / m~) + ½ Σ q~ ln(q~ / m~)) of the rational shares p = c / n,
+    q = r / m floored at ε (the exact value of the double drift_share_epsilon), m~ = (p~ + q~) / 2,
+    to EXACT_DIGITS significant digits, rounded once to a double."""
+    epsilon = Fraction(helpers.EPSILON)
+    n, m = sum(current_counts), sum(reference_counts)
+    with decimal.localcontext() as context:
+        context.prec = EXACT_DIGITS
+        total = decimal.Decimal(0)
+        for current, reference in zip(current_counts, reference_counts, strict=True):
+            p, q = max(Fraction(current, n), epsilon), max(Fraction(reference, m), epsilon)
+            mixture = (p + q) / 2
+            total += _decimal(p) * _decimal(p / mixture).ln() + _decimal(q) * _decimal(q / mixture).ln()
+        return float((total / 2).sqrt())
+
+
+def exact_chi2_p_value(chi2_statistic: float, df: int) -> float:
+    """Q(df / 2, x / 2) = 1 - P(a, y) at the double x, from P(a, y) = y^a e^-y / Γ(a + 1)
+    Σ_n y^n / ((a + 1) ... (a + n)) (Abramowitz & Stegun 6.5.29) to EXACT_DIGITS significant digits
+    of Q, Γ(a + 1) = a! or √π (1/2)(3/2) ... a, rounded once to a double. No closed form, no erfc:
+    not the SQL's way."""
+    a, y = Fraction(df, 2), Fraction(chi2_statistic) / 2
+    # Γ(a, y) <= y^(a-1) e^-y / (1 - (a - 1) / y) for y > a - 1: at y > 2a, Q < 2 y^(a-1) e^-y / Γ(a),
+    # and below half the smallest double that is 0.0 (without the y / ln 10 digits it would need).
+    bound = math.log(2) + (float(a) - 1) * math.log(float(y)) - float(y) - math.lgamma(float(a))
+    if y > 2 * a and bound < -1075 * math.log(2):
+        return 0.0
+    digits = EXACT_DIGITS + math.ceil(float(y) / math.log(10))
+    with decimal.localcontext() as context:
+        context.prec = digits
+        gamma = _pi().sqrt() if df % 2 else decimal.Decimal(1)
+        z = Fraction(1, 2) if df % 2 else Fraction(1)
+        while z <= a:
+            gamma *= _decimal(z)
+            z += 1
+        y_decimal, a_decimal = _decimal(y), _decimal(a)
+        term = (a_decimal * y_decimal.ln() - y_decimal).exp() / gamma
+        total, n = decimal.Decimal(0), 0
+        negligible = decimal.Decimal(10) ** -(digits + 5)
+        while n <= y or term > negligible * total:
+            total += term
+            n += 1
+            term *= y_decimal / (a_decimal + n)
+        return float(1 - total)
+
+
+def exact_values(feature: str, window: str, chi2_statistic: float, chi2_df: int) -> dict[str, float]:
+    """The exact js_distance and chi2_p_value of a cell (the p-value at its double chi2_statistic:
+    p moves by x / 2 ulps per ulp of x, so the exact p of the exact x would not be the SQL's target)."""
+    reference_counts, current_counts = {**EVERY_STATISTIC, **CHI2_P_VALUES}[(feature, window)]
+    reference, current = _padded(feature, reference_counts), _padded(feature, current_counts)
+    p_value = 1.0 if chi2_df < 1 or chi2_statistic == 0 else exact_chi2_p_value(chi2_statistic, chi2_df)
+    return {"js_distance": exact_js_distance(reference, current), "chi2_p_value": p_value}
+
+
 def expected_rows(cells: dict[tuple[str, str], tuple[list[int], list[int]]]) -> list[dict[str, Any]]:
     rows = []
     for (feature, window), (reference_counts, current_counts) in cells.items():
@@ -162,11 +250,16 @@ def expected_rows(cells: dict[tuple[str, str], tuple[list[int], list[int]]]) -> 
         )
         row = {"model_name": "m", "feature_name": feature, "window_start": window}
         row.update({column: statistics[column] for column in STATISTIC_COLUMNS})
-        for column in STATISTIC_COLUMNS:
-            sql_value = SQL_DOUBLES.get((feature, window, column))
-            if sql_value is not None:
-                tolerance = 1e-9 if column == "chi2_p_value" else 1e-12
-                assert math.isclose(sql_value, row[column], rel_tol=tolerance), (feature, window, column)
+        exact = exact_values(feature, window, row["chi2_statistic"], row["chi2_df"])
+        for column in EXACT_COLUMNS if row["chi2_df"] >= 1 else EXACT_COLUMNS[:1]:
+            key = (feature, window, column)
+            assert math.isclose(row[column], exact[column], rel_tol=RELATIVE_TOLERANCE), (key, row[column])
+            if key in EXACT_IN_YAML:
+                row[column] = exact[column]
+            if key in SQL_DOUBLES:
+                sql_value = SQL_DOUBLES[key]
+                assert math.isclose(sql_value, exact[column], rel_tol=RELATIVE_TOLERANCE), (key, sql_value)
+                assert sql_value not in (exact[column], row[column]), key  # neither independent value fits
                 row[column] = sql_value
         if row["chi2_df"] < 1:
             row["chi2_statistic"] = row["chi2_p_value"] = None
@@ -278,8 +371,9 @@ scipy.stats.chi2.sf (tests/dbt/unit_test_expected_statistics.py).
     header = (
         "version: 2\n\n"
         "# Generated by tests/dbt/unit_test_expected_statistics.py --write: edit the fixtures there.\n"
-        "# Expected values are numpy/scipy's; where the SQL's double differs in the last digits, the\n"
-        "# SQL's (SQL_DOUBLES in the script, each checked against numpy/scipy there).\n\n"
+        "# Expected values are numpy/scipy's or, for js_distance and chi2_p_value, the exactly computed\n"
+        "# double, whichever the SQL gives bit for bit (dbt compares doubles exactly); where it gives\n"
+        "# neither, the SQL's own double (SQL_DOUBLES in the script, each within 1e-12 of the exact one).\n\n"
         "unit_tests:\n"
     )
     return header + every + "\n\n" + chi2 + "\n"
