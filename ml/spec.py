@@ -114,7 +114,9 @@ class RetrainPolicy:
     """When to retrain and when a challenger wins: the spec's optional `retrain:` block.
 
     A retrain is due when the dataset drifted in the latest judged window (the severity-error
-    signal), or when features drifted in `consecutive_warns` windows in a row (warnings). The
+    signal), when features drifted in `consecutive_warns` windows in a row (warnings), or when
+    realized performance degraded in `consecutive_warns` labelled windows in a row (concept
+    drift: marts.fct_model_performance.is_degraded). The
     challenger trains on the champion's reference plus the labelled rows since the drift began (at
     most `max_training_rows`); the newest `holdout_share` of them judge champion and challenger, and
     the challenger wins only by at least `promotion_margin` on `metric` (for an error metric such

@@ -16,9 +16,14 @@ from ml.spec import load_spec
 from orchestration.assets.dbt import build_dbt_assets, dbt_resource
 from orchestration.assets.ingest import external_sources, raw_tables
 from orchestration.assets.model import challenger_model, champion_model
+from orchestration.assets.multivariate import multivariate_drift
 from orchestration.assets.publish import published_warehouse
 from orchestration.assets.reports import evidently_report
-from orchestration.checks import dataset_drift_latest_window, landing_quarantine_share
+from orchestration.checks import (
+    dataset_drift_latest_window,
+    landing_quarantine_share,
+    performance_latest_labelled_window,
+)
 from orchestration.jobs import PIPELINE_JOB, RETRAIN_JOB
 from orchestration.partitions import window_partitions
 from orchestration.resources import DriftmartResource
@@ -34,8 +39,11 @@ def build_definitions(home: str | None = None, spec_path: str | None = None) -> 
     dbt_assets = build_dbt_assets(partitions)
     pipeline_job = dg.define_asset_job(
         PIPELINE_JOB,
-        selection=dg.AssetSelection.assets(raw_tables, dbt_assets, published_warehouse, evidently_report),
-        description="One batch pass: ingest landed logs, dbt build (drift marts and checks), publish, "
+        selection=dg.AssetSelection.assets(
+            raw_tables, dbt_assets, multivariate_drift, published_warehouse, evidently_report
+        ),
+        description="One batch pass: ingest landed logs, dbt build (drift marts and checks), "
+        "multivariate drift, publish, "
         "Evidently report of the latest window. Launched for a range of window partitions, it also "
         "recounts those windows (a backfill).",
     )
@@ -49,12 +57,17 @@ def build_definitions(home: str | None = None, spec_path: str | None = None) -> 
             *external_sources,
             raw_tables,
             dbt_assets,
+            multivariate_drift,
             published_warehouse,
             evidently_report,
             challenger_model,
             champion_model,
         ],
-        asset_checks=[dataset_drift_latest_window, landing_quarantine_share],
+        asset_checks=[
+            dataset_drift_latest_window,
+            performance_latest_labelled_window,
+            landing_quarantine_share,
+        ],
         jobs=[pipeline_job, retrain_job],
         sensors=[build_landing_sensor(pipeline_job, partitions), build_retrain_sensor(retrain_job)],
         schedules=build_window_schedule(pipeline_job, partitions),

@@ -1,9 +1,10 @@
-"""Python asset checks beside the dbt tests: dataset-level drift (a signal: non-blocking) and the
-landing zone's data quality (a stop: blocking, so nothing is published from a broken feed)."""
+"""Python asset checks beside the dbt tests: dataset-level drift and degraded realized performance
+(signals: non-blocking) and the landing zone's data quality (a stop: blocking, so nothing is
+published from a broken feed)."""
 
 import dagster as dg
 
-from orchestration.automation import judged_windows
+from orchestration.automation import judged_windows, performance_windows
 from orchestration.resources import DriftmartResource
 from warehouse.connection import connect_published, warehouse_writer
 
@@ -35,6 +36,33 @@ def dataset_drift_latest_window(driftmart: DriftmartResource) -> dg.AssetCheckRe
             "window_start": window_start.isoformat(),
             "n_drifted_features": int(n_drifted),
             "n_features": len(spec.features),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["marts", "fct_model_performance"]),
+    name="performance_latest_labelled_window",
+    description="The latest window with enough labels that the champion served performs within its "
+    "reference's sampling error (no metric of marts.fct_model_performance is_degraded).",
+    additional_deps=[dg.AssetKey(["published", "driftmart_duckdb"])],
+)
+def performance_latest_labelled_window(driftmart: DriftmartResource) -> dg.AssetCheckResult:
+    from ml import registry
+
+    home, spec = driftmart.home, driftmart.spec()
+    champion = registry.champion_version(home, spec.model)
+    with connect_published(home) as connection:
+        windows = performance_windows(connection, spec, champion) if champion is not None else []
+    if not windows:
+        return dg.AssetCheckResult(passed=True, metadata={"note": "no window with enough labels yet"})
+    window_start, degraded, metrics = windows[0]
+    return dg.AssetCheckResult(
+        passed=not degraded,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "window_start": window_start.isoformat(),
+            "degraded_metrics": dg.MetadataValue.json(metrics),
         },
     )
 

@@ -15,6 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -215,14 +216,23 @@ def _run_once(args: argparse.Namespace, spec, home) -> int:
     report = drift_report(home, spec, since=since)
     scope = "windows with new rows" if since else "all windows"
     if not report.cells:
-        report, scope = drift_report(home, spec, latest=True), "no new rows; the latest window"
+        # No new predictions: the latest window, and the degradation of windows with new labels.
+        latest = drift_report(home, spec, latest=True)
+        degraded = list(dict.fromkeys([*report.degraded, *latest.degraded]))
+        scope = "no new rows; the latest window" + (
+            " and the windows with new labels" if report.degraded else ""
+        )
+        report = replace(latest, degraded=sorted(degraded, key=lambda d: (d.window_start, d.metric_name)))
     print(f"{spec.model}: {scope}")
     print(drift_summary(report))
     write_watermark(home, spec)
     if not args.no_retrain:
         _retrain_if_due(home, spec, spec.source)
-    if report.drift_found:
+    if report.input_drift_found:
         print("drift found (exit 1)")
+        return EXIT_DRIFT
+    if report.degraded:
+        print("performance degraded (exit 1)")
         return EXIT_DRIFT
     print("no drift (exit 0)")
     return EXIT_OK
@@ -340,6 +350,13 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         f"{spec.model}: champion is now v{restored.model_version} (was v{before}); "
         "a running API switches within a second"
     )
+    if home.published.exists():
+        # Readers see the change now: dim_model_versions, the exporter and BI tools read the
+        # published copy, which one pass rebuilds from the registry just mirrored.
+        outcome = _pipeline_unless_unchanged(home, spec, args.spec)
+        if outcome is not None and not outcome.success:
+            raise UsageError(f"pipeline after the rollback: {_failure(home, outcome)}")
+        print(f"{spec.model}: marts.dim_model_versions and the exporter show v{restored.model_version}")
     return EXIT_OK
 
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from ml.spec import load_spec
 from ml.train import train_model
 from orchestration.automation import retrain_decision
 from orchestration.jobs import RETRAIN_JOB
-from orchestration.pipeline import drift_report, run_pipeline
+from orchestration.pipeline import DriftReport, drift_report, run_pipeline, write_watermark
 from orchestration.report import drift_summary
 from warehouse.home import Home
 from warehouse.ingest import mirror_model
@@ -197,19 +198,25 @@ def run_demo(
             print(drift_summary(report))
             first_drift = min((cell.window_start for cell in report.cells if cell.is_drifted), default=None)
             drifted = sorted({cell.feature_name for cell in report.cells if cell.is_drifted})
+            planted = (
+                f"planted from {plan.drift_start:%Y-%m-%d} in "
+                f"{', '.join(plan.drifted_features) or 'the labels only'}"
+            )
             timeline.append(
-                f"drift detected from {first_drift:%Y-%m-%d} in {', '.join(drifted)} (planted from "
-                f"{plan.drift_start:%Y-%m-%d} in {', '.join(plan.drifted_features) or 'labels only'})"
+                f"drift detected from {first_drift:%Y-%m-%d} in {', '.join(drifted)} ({planted})"
                 if first_drift
-                else "no drift detected"
+                else f"no input drift detected ({planted})"
             )
+            if report.degraded:
+                timeline.append(f"realized performance degraded: {_degraded_text(report)}")
 
-            _step(
-                5,
-                total,
-                "drift checks failed → retrain: challenger trained and validated against the champion",
-            )
             decision = retrain_decision(home, spec)
+            if decision.needed:
+                checks = "performance checks" if decision.signal == "performance" else "drift checks"
+                _step(5, total, f"{checks} failed → retrain: a challenger trained and validated")
+            else:
+                _step(5, total, "drift checks: no retrain due")
+                timeline.append(f"no retrain: {decision.reason}")
             print(f"      {decision.reason}")
             if decision.needed:
                 outcome = run_pipeline(home, job_name=RETRAIN_JOB)
@@ -227,22 +234,41 @@ def run_demo(
                 timeline.append(f"v{challenger.model_version} {challenger.status}: {challenger.reason}")
 
             _step(6, total, f"traffic continues for {days_after_retrain} days")
-            serving = _wait_for_champion(client, registry.champion_version(home, spec.model))
+            champion = registry.champion_version(home, spec.model)
+            serving = _wait_for_champion(client, champion)
             sent += send_traffic(client, after, spec.target)
             labelled += send_feedback(client, after, spec.id, spec.target)
-            timeline.append(f"API switched to v{serving} without a restart; {len(after)} more predictions")
+            if serving != champion:
+                raise DemoError(f"the API still serves v{serving}, not the champion v{champion}")
+            if serving != version.model_version:
+                timeline.append(
+                    f"API switched to v{serving} without a restart; {len(after)} more predictions"
+                )
+            else:
+                timeline.append(f"API still serving v{serving}; {len(after)} more predictions")
     finally:
         server.terminate()
         server.wait(timeout=30)
 
-    _step(7, total, "pipeline again: the new windows are judged against the new champion's reference")
+    _step(7, total, f"pipeline again: the new windows are judged against v{serving}'s reference")
     _pipeline(home)
     report = drift_report(home, spec)
     print(drift_summary(report))
+    # The next `driftmart run` reports the windows that are new since this pass, not the demo's.
+    write_watermark(home, spec)
     new_windows = [cell for cell in report.cells if cell.window_start >= split_at]
     after_drifted = sorted({cell.feature_name for cell in new_windows if cell.is_drifted})
     outcome_text = f"drift in {', '.join(after_drifted)}" if after_drifted else "no feature drifted"
-    timeline.append(f"after the retrain: {outcome_text} in the {days_after_retrain} new windows")
+    after_what = "after the retrain" if serving != version.model_version else f"on v{serving}"
+    after_degraded = [degraded for degraded in report.degraded if degraded.window_start >= split_at]
+    performance_text = (
+        f"realized performance degraded: {_degraded_text(replace(report, degraded=after_degraded))}"
+        if after_degraded
+        else "realized performance not degraded"
+    )
+    timeline.append(
+        f"{after_what}: {outcome_text} in the {days_after_retrain} new windows; {performance_text}"
+    )
 
     _step(8, total, "timeline")
     for line in timeline:
@@ -263,6 +289,13 @@ def run_demo(
         f"   (then open http://127.0.0.1:{EVIDENTLY_UI_PORT})"
     )
     return 0
+
+
+def _degraded_text(report: DriftReport) -> str:
+    """'<metrics> below their thresholds in N windows from <day>' for the report's degraded windows."""
+    windows = sorted({degraded.window_start for degraded in report.degraded})
+    metrics = sorted({degraded.metric_name for degraded in report.degraded})
+    return f"{', '.join(metrics)} past their thresholds in {len(windows)} windows from {windows[0]:%Y-%m-%d}"
 
 
 def _wait_for_champion(client: httpx.Client, version: int | None, timeout: float = 10.0) -> int:

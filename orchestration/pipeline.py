@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -149,24 +149,42 @@ class DriftCell:
 
 
 @dataclass(frozen=True)
+class Degradation:
+    """A window's realized metric past its threshold (marts.fct_model_performance.is_degraded)."""
+
+    window_start: datetime
+    metric_name: str
+    realized_value: float
+    reference_value: float
+    threshold: float
+    n_labelled: int
+
+
+@dataclass(frozen=True)
 class DriftReport:
     """The drift of the windows a run looked at, read back from the published marts."""
 
     cells: list[DriftCell]
     dataset_drifted: dict[datetime, tuple[float, bool]]  # window → (share drifted, is drifted)
     prediction_drifted: dict[datetime, bool]
+    degraded: list[Degradation] = field(default_factory=list)  # also windows whose labels are new
 
     @property
     def windows(self) -> list[datetime]:
         return sorted({cell.window_start for cell in self.cells})
 
     @property
-    def drift_found(self) -> bool:
+    def input_drift_found(self) -> bool:
         return (
             any(cell.is_drifted for cell in self.cells)
             or any(drifted for _, drifted in self.dataset_drifted.values())
             or any(self.prediction_drifted.values())
         )
+
+    @property
+    def drift_found(self) -> bool:
+        """Input drift or degraded realized performance (concept drift): what `run` exits 1 on."""
+        return self.input_drift_found or bool(self.degraded)
 
 
 WATERMARK_FILE = "last_run.json"
@@ -236,6 +254,30 @@ def drift_report(
             """,
             parameters,
         ).fetchall()
+        if since is not None:
+            # Labels arrive late: a window is judged again when labels of its requests are new.
+            windows = f"""
+                {windows}
+                union
+                select distinct performance.window_start
+                from marts.fct_model_performance as performance
+                inner join raw.inference_log as logs
+                    on logs.model_name = performance.model_name
+                    and logs.scored_at >= performance.window_start
+                    and logs.scored_at < performance.window_end
+                inner join raw.labels as labels
+                    on labels.model_name = logs.model_name and labels.request_id = logs.request_id
+                where performance.model_name = $model and labels.loaded_at > $since
+            """
+        degraded = connection.execute(
+            f"""
+            select window_start, metric_name, realized_value, reference_value, threshold, n_labelled
+            from marts.fct_model_performance
+            where model_name = $model and is_degraded and window_start in ({windows})
+            order by window_start, metric_name
+            """,
+            parameters,
+        ).fetchall()
     order = {name: position for position, name in enumerate(spec.features)}
     return DriftReport(
         cells=sorted(
@@ -243,4 +285,5 @@ def drift_report(
         ),
         dataset_drifted={row[0]: (row[1], row[2]) for row in dataset},
         prediction_drifted={row[0]: row[1] for row in prediction},
+        degraded=[Degradation(*row) for row in degraded],
     )

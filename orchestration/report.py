@@ -40,9 +40,10 @@ def _window_label(window_start: datetime) -> str:
 
 def drift_summary(report: DriftReport) -> str:
     """A window × feature grid of drift scores: `*` drifted, `~` too few rows to judge; then the
-    share of drifted features (`*` when the dataset drifted) and prediction drift."""
+    share of drifted features (`*` when the dataset drifted) and prediction drift; then the
+    degraded performance."""
     if not report.cells:
-        return "no windows with data"
+        return "no windows with data" + degradation_summary(report)
     features = list(dict.fromkeys(cell.feature_name for cell in report.cells))
     cells = {(cell.window_start, cell.feature_name): cell for cell in report.cells}
     grid = []
@@ -71,4 +72,28 @@ def drift_summary(report: DriftReport) -> str:
     return (
         f"drift score per feature and window (* drifted: {legend}; ~ too few rows to judge)\n"
         + render_table(header, grid)
+        + degradation_summary(report)
+    )
+
+
+def degradation_summary(report: DriftReport) -> str:
+    """The windows whose realized performance fell past its threshold, one line per metric; empty
+    when none did."""
+    if not report.degraded:
+        return ""
+    rows = [
+        [
+            _window_label(degraded.window_start),
+            degraded.metric_name,
+            f"{degraded.realized_value:.3f}",
+            f"{degraded.threshold:.3f}",
+            f"{degraded.reference_value:.3f}",
+            str(degraded.n_labelled),
+        ]
+        for degraded in report.degraded
+    ]
+    header = ["window", "metric", "realized", "threshold", "reference", "labelled"]
+    return (
+        "\n\nperformance degraded (realized metric past the reference's sampling error: concept drift "
+        "or worse)\n" + render_table(header, rows)
     )

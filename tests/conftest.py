@@ -197,10 +197,11 @@ def home_copy(tmp_path: Path):
 
 
 def parse_grids(output: str) -> list[tuple[list[str], list[dict[str, str]]]]:
-    """Every window × feature grid the demo printed: (header, rows as {column: cell})."""
+    """Every window × feature grid the demo printed: (header, rows as {column: cell}); the tables of
+    degraded performance that may follow a grid are not grids."""
     lines, grids = output.splitlines(), []
     for index, line in enumerate(lines):
-        if not line.startswith("window "):
+        if not line.startswith("window ") or "drifted_share" not in line:
             continue
         header, rows = line.split(), []
         for row in lines[index + 2 :]:

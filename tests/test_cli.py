@@ -126,6 +126,44 @@ def test_run_exits_1_on_drift_and_retrains_like_the_sensor(built_home, tmp_path)
     assert versions.stdout.splitlines()[1:] == ["1,retired", "2,champion"]
 
 
+@pytest.mark.slow
+def test_run_exits_1_when_late_labels_show_degraded_performance_without_input_drift(
+    calm_home, tmp_path, spec
+):
+    """No input drift, no new predictions: corrected labels for an old window make its realized
+    performance fall past its threshold, and the next `run` judges that window again and exits 1."""
+    from datetime import timedelta
+
+    from fastapi.testclient import TestClient
+
+    from ml.serving.app import create_app
+    from warehouse.home import Home
+
+    home = Home.resolve(tmp_path / "copy")
+    shutil.copytree(calm_home.root, home.root)
+    first = driftmart("run", "--no-retrain", home=home)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "performance degraded" not in first.stdout
+    day = DRIFT_PLAN.start + timedelta(days=2)
+    with duckdb.connect(str(home.published), read_only=True) as connection:
+        labels = connection.execute(
+            "select labels.request_id, labels.label from raw.labels as labels "
+            "inner join raw.inference_log as logs using (model_name, request_id) "
+            "where logs.scored_at >= ? and logs.scored_at < ?",
+            [day, day + timedelta(days=1)],
+        ).fetchall()
+    assert len(labels) >= spec.min_window_rows
+    with TestClient(create_app(home, spec)) as client:  # the truth, corrected: every label flipped
+        flipped = [{"request_id": request_id, "label": 1 - int(label)} for request_id, label in labels]
+        assert client.post("/feedback", json=flipped).status_code == 200
+    late = driftmart("run", "--no-retrain", home=home)
+    assert late.returncode == 1, late.stdout + late.stderr
+    assert "no new rows; the latest window and the windows with new labels" in late.stdout
+    assert late.stdout.rstrip().endswith("performance degraded (exit 1)")
+    degraded = [line.split() for line in late.stdout.splitlines() if line.startswith(f"{day:%Y-%m-%d} ")]
+    assert {"accuracy", "roc_auc"} <= {fields[1] for fields in degraded}, late.stdout
+
+
 def test_a_build_out_of_duckdb_memory_says_which_variable_to_raise(home, monkeypatch):
     from orchestration.cli import _memory_hint
 

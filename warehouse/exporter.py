@@ -182,6 +182,23 @@ PERFORMANCE_VALUE = Column(
     "recall, f1, roc_auc; macro_precision, macro_recall, macro_f1, weighted_f1; mae, rmse, mape, r2). "
     + ESTIMATED_NOTE,
 )
+PERFORMANCE_DEGRADATION_COLUMNS = (
+    Column(
+        "reference_value",
+        "driftmart_model_performance_reference",
+        "The metric on the reference set of the model version that served the window",
+    ),
+    Column(
+        "threshold",
+        "driftmart_model_performance_threshold",
+        "Degradation threshold: the reference value minus (error metrics: plus) its sampling error allowance",
+    ),
+    Column(
+        "is_degraded",
+        "driftmart_model_performance_degraded",
+        "1 if the realized metric is past its threshold (concept drift or worse), else 0",
+    ),
+)
 # The names from before the mart was long: one gauge per metric, kept for dashboards and alerts
 # written against them (the same value as driftmart_model_performance{metric="<name>"}).
 LEGACY_PERFORMANCE_GAUGES = {
@@ -236,8 +253,9 @@ LATEST_PERFORMANCE_SQL = """
         select model_name, max(window_start) as window_start
         from marts.fct_model_performance where n_labelled > 0 group by model_name
     )
-    select mart.model_name, mart.metric_name, mart.realized_value, mart.window_start, mart.n_labelled,
-           mart.label_coverage, mart.positive_rate_actual
+    select mart.model_name, mart.metric_name, mart.realized_value, mart.reference_value, mart.threshold,
+           mart.is_degraded, mart.window_start, mart.n_labelled, mart.label_coverage,
+           mart.positive_rate_actual
     from marts.fct_model_performance as mart
     inner join latest on mart.model_name = latest.model_name and mart.window_start = latest.window_start
     order by mart.model_name, mart.metric_name
@@ -415,7 +433,12 @@ class DriftmartCollector(Collector):
         windows = list({record["model_name"]: record for record in performance}.values())
         yield from _gauges(windows, PERFORMANCE_WINDOW_COLUMNS, model, SOURCE_PERFORMANCE)
         model_metric = {"model": "model_name", "metric": "metric_name"}
-        yield from _gauges(performance, (PERFORMANCE_VALUE,), model_metric, SOURCE_PERFORMANCE)
+        yield from _gauges(
+            performance,
+            (PERFORMANCE_VALUE, *PERFORMANCE_DEGRADATION_COLUMNS),
+            model_metric,
+            SOURCE_PERFORMANCE,
+        )
         for metric, column in LEGACY_PERFORMANCE_GAUGES.items():
             rows = [record for record in performance if record["metric_name"] == metric]
             yield from _gauges(rows, (column,), model, SOURCE_PERFORMANCE)

@@ -30,6 +30,7 @@ def challenger_model(context: dg.AssetExecutionContext, driftmart: DriftmartReso
     # The model layer (scikit-learn, skops) is imported by the steps that train, not by the definitions.
     from ml import registry
     from ml.validation import split_recent, train_challenger, validate
+    from orchestration.gate import judge_reference
     from warehouse.queries import labelled_rows
 
     home, spec = driftmart.home, driftmart.spec()
@@ -44,8 +45,12 @@ def challenger_model(context: dg.AssetExecutionContext, driftmart: DriftmartReso
     # hyperparameters survive the retrain.
     challenger = train_challenger(spec, reference, fit_rows, champion=champion_pipeline)
     evidence = {"reason": decision.reason}
+    if decision.signal is not None:
+        evidence["signal"] = decision.signal  # input_drift, or performance (concept drift)
     if decision.trigger_window is not None:
         evidence["trigger_window"] = f"{decision.trigger_window:%Y-%m-%dT%H:%M:%S}"
+    if decision.drift_started_at is not None:
+        evidence["drift_started_at"] = f"{decision.drift_started_at:%Y-%m-%dT%H:%M:%S}"
     version = registry.register(
         home,
         spec,
@@ -62,7 +67,7 @@ def challenger_model(context: dg.AssetExecutionContext, driftmart: DriftmartReso
         version.model_version,
         holdout,
         policy,
-        psi_threshold=spec.thresholds["psi"],
+        lambda: judge_reference(spec, challenger, holdout),
     )
     registry.record_validation(home, spec.model, version.model_version, verdict.to_dict())
     context.log.info(f"challenger v{version.model_version}: {verdict.reason}")

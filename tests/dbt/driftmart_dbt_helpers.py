@@ -198,6 +198,9 @@ def _prediction(rng: np.random.Generator, model: ModelConfig, features: dict) ->
     return prediction, probability, truth
 
 
+CONCEPT_DRIFT_WINDOW = 1
+
+
 def _window_rows(
     rng: np.random.Generator,
     model: ModelConfig,
@@ -208,6 +211,9 @@ def _window_rows(
     versions: list[int],
     label_share: float,
 ) -> tuple[list[dict], list[dict]]:
+    # Concept drift: in car_loan's window 1 the inputs keep their distribution but the truth is the
+    # other class, so its realized performance degrades with no input drift.
+    concept_drifted = model is CAR_LOAN and window_index == CONCEPT_DRIFT_WINDOW
     start = FIRST_WINDOW + timedelta(seconds=window_index * model.window_seconds)
     rows, labels = [], []
     for number in range(n_rows):
@@ -220,6 +226,8 @@ def _window_rows(
         else:
             features = _fraud_row(rng, window_index)
         prediction, probability, truth = _prediction(rng, model, features)
+        if concept_drifted:
+            truth = "0" if truth == "1" else "1"
         # Spread over the window, never on its end; the first row sits exactly on its start.
         offset = timedelta(seconds=int(number * (model.window_seconds - 1) / n_rows))
         request_id = f"{prefix}-{window_index}-{number:04d}"
@@ -294,9 +302,10 @@ def _registry() -> list[dict[str, Any]]:
 
 
 def first_load(seed: int = 20240301) -> RawFixture:
-    """car_loan: reference sets of versions 1 and 2 and five daily windows (window 3 spans the
-    retrain, window 4 has 60 rows: below min_window_rows); churn: five windows, the first two are
-    its reference range; fraud: six windows, a step change at window 3."""
+    """car_loan: reference sets of versions 1 and 2 and five daily windows (window 1's labels are
+    concept-drifted, window 3 spans the retrain, window 4 has 60 rows: below min_window_rows);
+    churn: five windows, the first two are its reference range; fraud: six windows, a step change
+    at window 3."""
     rng = np.random.default_rng(seed)
     loaded_at = datetime(2024, 3, 7, 1, 0, 0)
     fixture = RawFixture(reference_rows=_reference_set(rng, 1, 400) + _reference_set(rng, 2, 300))
@@ -927,26 +936,126 @@ def _feature_statistics(kind: str, values: list[Any], bins: FeatureBins | None, 
     return result
 
 
+REFERENCE_CHUNKS = 10  # dbt_project.yml var performance_reference_chunks
+DEGRADATION_ALPHA = 0.00135  # and performance_degradation_alpha
+
+
+def degradation_multiplier() -> float:
+    """Student's t quantile at 1 - alpha for REFERENCE_CHUNKS - 1 degrees of freedom (scipy)."""
+    from scipy import stats
+
+    return float(stats.t.ppf(1 - DEGRADATION_ALPHA, REFERENCE_CHUNKS - 1))
+
+
 def expected_model_performance(data: RawFixture) -> dict[tuple[str, datetime, str], dict[str, Any]]:
-    """marts.fct_model_performance, long: {(model, window_start, metric_name): row} (binary models)."""
+    """marts.fct_model_performance, long: {(model, window_start, metric_name): row} (binary models),
+    with each window judged against its serving version's reference (scikit-learn on the reference
+    rows, numpy for the chunks' spread)."""
     from ml.spec import PERFORMANCE_METRICS
 
     window_columns = ("window_end", "n_predictions", "n_labelled", "label_coverage", "positive_rate_actual")
-    return {
-        (model_name, start, metric): {
-            "task": "binary",
-            **{column: cell[column] for column in window_columns},
-            "realized_value": cell[metric],
-        }
-        for (model_name, start), cell in _expected_binary_performance(data).items()
-        for metric in PERFORMANCE_METRICS["binary"]
+    references = _expected_reference_performance(data)
+    expected = {}
+    for (model_name, start), cell in _expected_binary_performance(data).items():
+        model = MODELS[model_name]
+        for metric in PERFORMANCE_METRICS["binary"]:
+            reference = references.get((model_name, cell["serving_version"], metric), {})
+            reference_value, spread = reference.get("value"), reference.get("stddev")
+            sampling_error = threshold = None
+            if spread is not None and cell["n_labelled"]:
+                chunk_rows = reference["labelled"]
+                sampling_error = spread * math.sqrt(
+                    chunk_rows / cell["n_labelled"] + chunk_rows / reference["n_labelled"]
+                )
+                threshold = reference_value - degradation_multiplier() * sampling_error
+            realized = cell[metric]
+            expected[(model_name, start, metric)] = {
+                "task": "binary",
+                **{column: cell[column] for column in window_columns},
+                "realized_value": realized,
+                "reference_version": cell["serving_version"],
+                "reference_value": reference_value,
+                "sampling_error": sampling_error,
+                "threshold": threshold,
+                "is_degraded": bool(
+                    cell["n_labelled"] >= model.min_window_rows
+                    and None not in (realized, threshold)
+                    and realized < threshold
+                ),
+            }
+    return expected
+
+
+def _binary_metrics(model: ModelConfig, scored: list[tuple[str, str, Any]]) -> dict[str, float | None]:
+    """Every binary metric (scikit-learn) of (label, prediction, probability) triples."""
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+    truth = [label == model.positive_label for label, _, _ in scored]
+    predicted = [prediction == model.positive_label for _, prediction, _ in scored]
+    metrics: dict[str, float | None] = {
+        "accuracy": accuracy_score([label for label, _, _ in scored], [p for _, p, _ in scored])
+        if scored
+        else None,
+        "precision": precision_score(truth, predicted, zero_division=np.nan) if any(predicted) else None,
+        "recall": recall_score(truth, predicted, zero_division=np.nan) if any(truth) else None,
+        "f1": f1_score(truth, predicted) if any(truth) or any(predicted) else None,
+        "roc_auc": None,
     }
+    probabilities = [(t, _number(p)) for t, (_, _, p) in zip(truth, scored, strict=True)]
+    probabilities = [(t, p) for t, p in probabilities if p is not None]
+    if len({t for t, _ in probabilities}) == 2:
+        metrics["roc_auc"] = float(
+            roc_auc_score([t for t, _ in probabilities], [p for _, p in probabilities])
+        )
+    return metrics
+
+
+def _expected_reference_performance(data: RawFixture) -> dict[tuple[str, int, str], dict[str, Any]]:
+    """{(model, version, metric): value on the whole reference, the sample standard deviation over
+    the REFERENCE_CHUNKS chunks (row_number mod REFERENCE_CHUNKS) where the metric is defined, and
+    their mean labelled rows}."""
+    from ml.spec import PERFORMANCE_METRICS
+
+    sets: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for row in data.reference_rows:
+        sets[(row["model_name"], row["model_version"])].append(row)
+    expected = {}
+    for (model_name, version), rows in sets.items():
+        model = MODELS[model_name]
+        labelled = [r for r in rows if r["label"] is not None and r["prediction"] is not None]
+        chunks = [
+            [r for r in labelled if r["row_number"] % REFERENCE_CHUNKS == chunk]
+            for chunk in range(REFERENCE_CHUNKS)
+        ]
+        whole = _binary_metrics(model, [(r["label"], r["prediction"], r["probability"]) for r in labelled])
+        per_chunk = [
+            (
+                len(chunk),
+                _binary_metrics(model, [(r["label"], r["prediction"], r["probability"]) for r in chunk]),
+            )
+            for chunk in chunks
+        ]
+        for metric in PERFORMANCE_METRICS["binary"]:
+            defined = [(n, values[metric]) for n, values in per_chunk if values[metric] is not None]
+            expected[(model_name, version, metric)] = {
+                "value": whole[metric],
+                "stddev": float(np.std([v for _, v in defined], ddof=1)) if len(defined) > 1 else None,
+                "labelled": float(np.mean([n for n, _ in defined])) if defined else None,
+                "n_labelled": len(labelled),
+            }
+    return expected
+
+
+def _serving_version(data: RawFixture, model: ModelConfig, rows: list[dict[str, Any]]) -> int | None:
+    """The newest version with reference rows not newer than the window's newest logged version."""
+    versions = {r["model_version"] for r in data.reference_rows if r["model_name"] == model.name}
+    logged = [r["model_version"] for r in rows if r.get("model_version") is not None]
+    usable = [v for v in versions if not logged or v <= max(logged)]
+    return max(usable) if usable else None
 
 
 def _expected_binary_performance(data: RawFixture) -> dict[tuple[str, datetime], dict[str, Any]]:
     """One wide row per (model, window): the window's columns and every binary metric (scikit-learn)."""
-    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
-
     labels = {(r["model_name"], r["request_id"]): r["label"] for r in data.labels}
     expected = {}
     for model in MODELS.values():
@@ -957,29 +1066,17 @@ def _expected_binary_performance(data: RawFixture) -> dict[tuple[str, datetime],
                 if (model.name, r["request_id"]) in labels
             ]
             truth = [label == model.positive_label for _, label in labelled]
-            predicted = [r["prediction"] == model.positive_label for r, _ in labelled]
             cell: dict[str, Any] = {
                 "window_end": start + timedelta(seconds=model.window_seconds),
                 "n_predictions": len(rows),
                 "n_labelled": len(labelled),
                 "label_coverage": len(labelled) / len(rows),
                 "positive_rate_actual": float(np.mean(truth)) if labelled else None,
-                "accuracy": accuracy_score(
-                    [label for _, label in labelled], [r["prediction"] for r, _ in labelled]
-                )
-                if labelled
-                else None,
-                "precision": precision_score(truth, predicted, zero_division=np.nan)
-                if any(predicted)
-                else None,
-                "recall": recall_score(truth, predicted, zero_division=np.nan) if any(truth) else None,
-                "f1": f1_score(truth, predicted) if any(truth) or any(predicted) else None,
-                "roc_auc": None,
+                "serving_version": _serving_version(data, model, rows),
+                **_binary_metrics(
+                    model, [(label, r["prediction"], r["probability"]) for r, label in labelled]
+                ),
             }
-            scored = [(t, _number(r["probability"])) for (r, _), t in zip(labelled, truth, strict=True)]
-            scored = [(t, p) for t, p in scored if p is not None]
-            if len({t for t, _ in scored}) == 2:
-                cell["roc_auc"] = float(roc_auc_score([t for t, _ in scored], [p for _, p in scored]))
             expected[(model.name, start)] = cell
     return expected
 

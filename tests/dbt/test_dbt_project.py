@@ -12,7 +12,7 @@ costs ~10 s.
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ DRIFT_CHECKS = (
     "test.driftmart.feature_drift_not_detected_fct_feature_drift_",
     "test.driftmart.dataset_drift_not_detected_fct_dataset_drift_",
     "test.driftmart.prediction_drift_not_detected_fct_prediction_drift_",
+    "test.driftmart.performance_not_degraded_fct_model_performance_",
 )
 # (model, window day in March 2024) that the second load touches, directly or through a reference.
 RECOUNTED = {
@@ -329,6 +330,12 @@ def test_drift_checks_store_exactly_the_drifted_rows(warehouse):
         assert sorted(tuple(r[k] for k in key) for r in failures[DRIFT_CHECKS[2]]) == sorted(
             tuple(r[k] for k in key) for r in warehouse[state]["prediction_drift"] if r["is_drifted"]
         )
+        key = ("model_name", "window_start", "metric_name")
+        expected = warehouse[f"expected_{state}"]["model_performance"]
+        degraded = [cell_key for cell_key, cell in expected.items() if cell["is_degraded"]]
+        concept_window = helpers.FIRST_WINDOW + timedelta(days=helpers.CONCEPT_DRIFT_WINDOW)
+        assert ("car_loan", concept_window, "accuracy") in degraded  # the planted concept drift
+        assert sorted(tuple(r[k] for k in key) for r in failures[DRIFT_CHECKS[3]]) == sorted(degraded)
 
 
 @pytest.mark.parametrize("state", ["before", "after"])

@@ -77,7 +77,12 @@ PERFORMANCE_WINDOW_METRICS = {
     "driftmart_model_label_coverage": "label_coverage",
     "driftmart_model_actual_positive_rate": "positive_rate_actual",
 }
-PERFORMANCE_VALUE_METRICS = {"driftmart_model_performance": "realized_value"}
+PERFORMANCE_VALUE_METRICS = {
+    "driftmart_model_performance": "realized_value",
+    "driftmart_model_performance_reference": "reference_value",
+    "driftmart_model_performance_threshold": "threshold",
+    "driftmart_model_performance_degraded": "is_degraded",
+}
 # The per-metric names from before the mart was long, still exported: gauge → metric_name.
 LEGACY_PERFORMANCE_METRICS = {
     "driftmart_model_accuracy": "accuracy",

@@ -62,6 +62,7 @@ def test_the_required_alerts_exist_with_for_severity_and_runbook():
     assert {
         "DriftmartFeatureDrift",
         "DriftmartDatasetDrift",
+        "DriftmartPerformanceDegraded",
         "DriftmartPipelineStale",
         "DriftmartIngestLag",
         "DriftmartQuarantineGrowth",

@@ -210,3 +210,22 @@ def test_rollback_cli_returns_to_the_previous_champion(trained_home, spec):
     assert statuses == [(1, "champion"), (2, "retired")]
     again = driftmart("rollback", home=trained_home)
     assert again.returncode == 0 and "champion is now v2 (was v1)" in again.stdout
+
+
+def test_rollback_shows_in_the_marts_and_the_exporter_at_once(built_home, home_copy, spec):
+    from tests.observability.conftest import labels, scrape
+
+    home = home_copy(built_home)
+    version = registry.register(home, spec, train_model(spec, training_set(1500, seed=8)))
+    registry.promote(home, spec.model, version.model_version, actor="test", reason="test")
+    rolled = driftmart("rollback", home=home)
+    assert rolled.returncode == 0, rolled.stderr
+    assert "marts.dim_model_versions and the exporter show v1" in rolled.stdout
+    # no `driftmart run` in between: the rollback itself republished
+    with duckdb.connect(str(home.published), read_only=True) as connection:
+        rows = connection.execute(
+            "select model_version, status from marts.dim_model_versions order by 1"
+        ).fetchall()
+    assert rows == [(1, "champion"), (2, "retired")]
+    champion = scrape(home)["driftmart_model_champion_version"]
+    assert champion == {labels(model=spec.model): 1.0}

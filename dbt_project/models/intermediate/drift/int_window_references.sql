@@ -9,6 +9,8 @@
       complete (the model has a row scored at or after reference_end_at) and not empty;
     - previous_window: the rows of the latest earlier window of the model that has rows;
       reference_id `window:<its window_start>`.
+    serving_version is the model_version rule's version for every kind: the version with reference
+    rows whose validation the window's realized performance is compared with.
     reference_id is NULL when the window has no usable reference (first window of a
     previous_window model, time range not complete or empty, no version with reference rows): such
     a window is reported without judgement.
@@ -194,6 +196,9 @@ window_choices as (
                     then model_version_references.reference_version
             end as {{ dbt.type_int() }}
         ) as reference_version,
+        {#- whatever the drift reference: the version whose validation the window's performance
+            is compared with (fct_model_performance) #}
+        cast(model_version_references.reference_version as {{ dbt.type_int() }}) as serving_version,
         cast(windows.n_rows as {{ dbt.type_bigint() }}) as n_rows,
         windows.window_start,
         {{ dbt.dateadd('second', 'windows.window_seconds', 'windows.window_start') }} as window_end,
@@ -234,6 +239,7 @@ final as (
         reference_kind,
         reference_id,
         reference_version,
+        serving_version,
         n_rows,
         window_start,
         window_end,
