@@ -22,6 +22,7 @@ from orchestration.assets.reports import evidently_report
 from orchestration.checks import (
     dataset_drift_latest_window,
     landing_quarantine_share,
+    performance_estimated_latest_window,
     performance_latest_labelled_window,
 )
 from orchestration.jobs import PIPELINE_JOB, RETRAIN_JOB
@@ -66,6 +67,7 @@ def build_definitions(home: str | None = None, spec_path: str | None = None) -> 
         asset_checks=[
             dataset_drift_latest_window,
             performance_latest_labelled_window,
+            performance_estimated_latest_window,
             landing_quarantine_share,
         ],
         jobs=[pipeline_job, retrain_job],

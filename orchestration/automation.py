@@ -75,20 +75,26 @@ def judged_windows(connection: duckdb.DuckDBPyConnection, spec: ModelSpec, champ
 
 
 def performance_windows(
-    connection: duckdb.DuckDBPyConnection, spec: ModelSpec, champion: int
+    connection: duckdb.DuckDBPyConnection, spec: ModelSpec, champion: int, *, estimated: bool = False
 ) -> list[tuple[datetime, bool, list[str]]]:
     """(window_start, is_degraded, degraded metric names) of the windows `champion` served whose
     realized performance was judged (a reference spread and at least min_window_rows labelled
-    rows), newest first."""
+    rows), newest first; with `estimated`, the same of the label-free estimate
+    (is_estimated_degraded, over the estimated rows)."""
+    flag, threshold, rows_column = (
+        ("is_estimated_degraded", "estimated_threshold", "n_estimated")
+        if estimated
+        else ("is_degraded", "threshold", "n_labelled")
+    )
     rows = connection.execute(
-        """
-        select window_start, bool_or(is_degraded),
-               list(metric_name order by metric_name) filter (where is_degraded)
+        f"""
+        select window_start, bool_or({flag}),
+               list(metric_name order by metric_name) filter (where {flag})
         from marts.fct_model_performance
         where model_name = $model
           and coalesce(reference_version, $champion) = $champion
-          and threshold is not null
-          and n_labelled >= $min_rows
+          and {threshold} is not null
+          and {rows_column} >= $min_rows
         group by window_start
         order by window_start desc
         """,

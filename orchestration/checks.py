@@ -1,5 +1,5 @@
-"""Python asset checks beside the dbt tests: dataset-level drift and degraded realized performance
-(signals: non-blocking) and the landing zone's data quality (a stop: blocking, so nothing is
+"""Python asset checks beside the dbt tests: dataset-level drift and degraded realized or estimated
+performance (signals: non-blocking) and the landing zone's data quality (a stop: blocking, so nothing is
 published from a broken feed)."""
 
 import dagster as dg
@@ -56,6 +56,36 @@ def performance_latest_labelled_window(driftmart: DriftmartResource) -> dg.Asset
         windows = performance_windows(connection, spec, champion) if champion is not None else []
     if not windows:
         return dg.AssetCheckResult(passed=True, metadata={"note": "no window with enough labels yet"})
+    window_start, degraded, metrics = windows[0]
+    return dg.AssetCheckResult(
+        passed=not degraded,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "window_start": window_start.isoformat(),
+            "degraded_metrics": dg.MetadataValue.json(metrics),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["marts", "fct_model_performance"]),
+    name="performance_estimated_latest_window",
+    description="The latest window with enough rows that the champion served is not estimated to "
+    "degrade before its labels (no metric of marts.fct_model_performance is_estimated_degraded: "
+    "CBPE, binary classifiers with probabilities).",
+    additional_deps=[dg.AssetKey(["published", "driftmart_duckdb"])],
+)
+def performance_estimated_latest_window(driftmart: DriftmartResource) -> dg.AssetCheckResult:
+    from ml import registry
+
+    home, spec = driftmart.home, driftmart.spec()
+    champion = registry.champion_version(home, spec.model)
+    with connect_published(home) as connection:
+        windows = (
+            performance_windows(connection, spec, champion, estimated=True) if champion is not None else []
+        )
+    if not windows:
+        return dg.AssetCheckResult(passed=True, metadata={"note": "no estimated window yet"})
     window_start, degraded, metrics = windows[0]
     return dg.AssetCheckResult(
         passed=not degraded,

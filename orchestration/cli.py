@@ -234,6 +234,9 @@ def _run_once(args: argparse.Namespace, spec, home) -> int:
     if report.degraded:
         print("performance degraded (exit 1)")
         return EXIT_DRIFT
+    if report.estimated_degraded:
+        print("performance estimated to degrade (exit 1)")
+        return EXIT_DRIFT
     print("no drift (exit 0)")
     return EXIT_OK
 

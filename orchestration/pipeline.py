@@ -150,14 +150,16 @@ class DriftCell:
 
 @dataclass(frozen=True)
 class Degradation:
-    """A window's realized metric past its threshold (marts.fct_model_performance.is_degraded)."""
+    """A window's realized metric past its threshold (marts.fct_model_performance.is_degraded), or
+    its label-free estimate below the estimate's threshold (is_estimated_degraded): then `value`
+    is estimated_value, `threshold` estimated_threshold and `n_rows` n_estimated."""
 
     window_start: datetime
     metric_name: str
-    realized_value: float
+    value: float
     reference_value: float
     threshold: float
-    n_labelled: int
+    n_rows: int  # the labelled rows, or the estimated rows
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ class DriftReport:
     dataset_drifted: dict[datetime, tuple[float, bool]]  # window → (share drifted, is drifted)
     prediction_drifted: dict[datetime, bool]
     degraded: list[Degradation] = field(default_factory=list)  # also windows whose labels are new
+    estimated_degraded: list[Degradation] = field(default_factory=list)  # CBPE, before labels
 
     @property
     def windows(self) -> list[datetime]:
@@ -183,8 +186,9 @@ class DriftReport:
 
     @property
     def drift_found(self) -> bool:
-        """Input drift or degraded realized performance (concept drift): what `run` exits 1 on."""
-        return self.input_drift_found or bool(self.degraded)
+        """Input drift, degraded realized performance (concept drift) or a degraded estimate: what
+        `run` exits 1 on."""
+        return self.input_drift_found or bool(self.degraded) or bool(self.estimated_degraded)
 
 
 WATERMARK_FILE = "last_run.json"
@@ -254,6 +258,16 @@ def drift_report(
             """,
             parameters,
         ).fetchall()
+        estimated = connection.execute(
+            f"""
+            select window_start, metric_name, estimated_value, reference_value, estimated_threshold,
+                   n_estimated
+            from marts.fct_model_performance
+            where model_name = $model and is_estimated_degraded and window_start in ({windows})
+            order by window_start, metric_name
+            """,
+            parameters,
+        ).fetchall()
         if since is not None:
             # Labels arrive late: a window is judged again when labels of its requests are new.
             windows = f"""
@@ -286,4 +300,5 @@ def drift_report(
         dataset_drifted={row[0]: (row[1], row[2]) for row in dataset},
         prediction_drifted={row[0]: row[1] for row in prediction},
         degraded=[Degradation(*row) for row in degraded],
+        estimated_degraded=[Degradation(*row) for row in estimated],
     )

@@ -77,23 +77,37 @@ def drift_summary(report: DriftReport) -> str:
 
 
 def degradation_summary(report: DriftReport) -> str:
-    """The windows whose realized performance fell past its threshold, one line per metric; empty
-    when none did."""
-    if not report.degraded:
-        return ""
-    rows = [
-        [
-            _window_label(degraded.window_start),
-            degraded.metric_name,
-            f"{degraded.realized_value:.3f}",
-            f"{degraded.threshold:.3f}",
-            f"{degraded.reference_value:.3f}",
-            str(degraded.n_labelled),
-        ]
-        for degraded in report.degraded
-    ]
+    """The windows whose realized performance fell past its threshold, then those whose label-free
+    estimate did, one line per metric; empty when none did."""
     header = ["window", "metric", "realized", "threshold", "reference", "labelled"]
-    return (
-        "\n\nperformance degraded (realized metric past the reference's sampling error: concept drift "
-        "or worse)\n" + render_table(header, rows)
-    )
+    estimated_header = ["window", "metric", "estimated", "threshold", "reference", "rows"]
+    text = ""
+    for title, degradations, columns in (
+        (
+            "performance degraded (realized metric past the reference's sampling error: concept drift "
+            "or worse)",
+            report.degraded,
+            header,
+        ),
+        (
+            "performance estimated to degrade (CBPE, without labels: the calibrated scores expect "
+            "fewer right predictions)",
+            report.estimated_degraded,
+            estimated_header,
+        ),
+    ):
+        if not degradations:
+            continue
+        rows = [
+            [
+                _window_label(degraded.window_start),
+                degraded.metric_name,
+                f"{degraded.value:.3f}",
+                f"{degraded.threshold:.3f}",
+                f"{degraded.reference_value:.3f}",
+                str(degraded.n_rows),
+            ]
+            for degraded in degradations
+        ]
+        text += f"\n\n{title}\n" + render_table(columns, rows)
+    return text

@@ -133,14 +133,22 @@ def traffic_records(frame: pd.DataFrame, target: str) -> list[dict]:
     return json.loads(payload.to_json(orient="records"))
 
 
+def feedback_records(frame: pd.DataFrame, spec: ModelSpec) -> list[dict]:
+    """Every generated row's label as a /feedback body."""
+    return [
+        {"request_id": r, "label": int(y)} for r, y in zip(frame[spec.id], frame[spec.target], strict=True)
+    ]
+
+
 # The shared drift case: car prices rise and repayment behaviour changes from day 3 of 6.
 DRIFT_PLAN = DriftPlan("market_shift", start=pd.Timestamp("2026-03-01").to_pydatetime(), days=6, drift_day=3)
 ROWS_PER_DAY = 300
 
 
-def build_home(root: Path, template: Home, spec: ModelSpec, scenario: str) -> Home:
-    """Copy the trained template, send DRIFT_PLAN's days of `scenario` traffic and labels through
-    the API, and run the pipeline once in Dagster (ingest, dbt build, publish)."""
+def build_home(root: Path, template: Home, spec: ModelSpec, scenario: str, *, labels: bool = True) -> Home:
+    """Copy the trained template, send DRIFT_PLAN's days of `scenario` traffic and (unless not
+    `labels`) its labels through the API, and run the pipeline once in Dagster (ingest, dbt build,
+    publish)."""
     from fastapi.testclient import TestClient
 
     from ml.serving.app import create_app
@@ -161,11 +169,8 @@ def build_home(root: Path, template: Home, spec: ModelSpec, scenario: str) -> Ho
         for start in range(0, len(traffic), 500):
             chunk = traffic.iloc[start : start + 500]
             assert client.post("/predict/batch", json=traffic_records(chunk, spec.target)).status_code == 200
-        labels = [
-            {"request_id": r, "label": int(y)}
-            for r, y in zip(traffic[spec.id], traffic[spec.target], strict=True)
-        ]
-        assert client.post("/feedback", json=labels).status_code == 200
+        if labels:
+            assert client.post("/feedback", json=feedback_records(traffic, spec)).status_code == 200
     outcome = run_pipeline(home)
     assert outcome.success, outcome.failed_steps
     return home

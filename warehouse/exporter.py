@@ -159,8 +159,8 @@ PREDICTION_DRIFT_COLUMNS = (
 )
 
 ESTIMATED_NOTE = (
-    "Realized, from delayed labels. No estimated performance is exported: the marts hold no estimate "
-    "(e.g. CBPE) to export; compare with driftmart_model_version_validation_*"
+    "Realized, from delayed labels; the label-free estimate (CBPE, binary classifiers with "
+    "probabilities) of the latest window is driftmart_model_performance_estimated"
 )
 SOURCE_PERFORMANCE = "marts.fct_model_performance, latest window with labels per model"
 # marts.fct_model_performance is long, one row per (model, window, metric): the window's own columns
@@ -197,6 +197,40 @@ PERFORMANCE_DEGRADATION_COLUMNS = (
         "is_degraded",
         "driftmart_model_performance_degraded",
         "1 if the realized metric is past its threshold (concept drift or worse), else 0",
+    ),
+)
+SOURCE_ESTIMATED = "marts.fct_model_performance, latest window with an estimate per model"
+# The label-free estimate is there before the labels: the latest window that has one, per model.
+ESTIMATED_WINDOW_COLUMNS = (
+    Column(
+        "window_start",
+        "driftmart_model_performance_estimated_window_start_timestamp_seconds",
+        "Start of the latest window with a performance estimate",
+    ),
+    Column("n_estimated", "driftmart_model_estimated_rows", "Rows the performance estimate is over"),
+)
+ESTIMATED_VALUE_COLUMNS = (
+    Column(
+        "estimated_value",
+        "driftmart_model_performance_estimated",
+        "Performance estimated without labels (CBPE: the expected confusion matrix of the calibrated "
+        "probabilities; binary classifiers: accuracy, precision, recall, f1, roc_auc)",
+    ),
+    Column(
+        "estimated_lower", "driftmart_model_performance_estimated_lower", "Lower end of the estimate's band"
+    ),
+    Column(
+        "estimated_upper", "driftmart_model_performance_estimated_upper", "Upper end of the estimate's band"
+    ),
+    Column(
+        "estimated_threshold",
+        "driftmart_model_performance_estimated_threshold",
+        "Degradation threshold of the estimate (the realized rule over the estimated rows)",
+    ),
+    Column(
+        "is_estimated_degraded",
+        "driftmart_model_performance_estimated_degraded",
+        "1 if the estimated metric is below its threshold (a warning before the labels), else 0",
     ),
 )
 # The names from before the mart was long: one gauge per metric, kept for dashboards and alerts
@@ -258,6 +292,19 @@ LATEST_PERFORMANCE_SQL = """
            mart.positive_rate_actual
     from marts.fct_model_performance as mart
     inner join latest on mart.model_name = latest.model_name and mart.window_start = latest.window_start
+    order by mart.model_name, mart.metric_name
+"""
+LATEST_ESTIMATED_SQL = """
+    with latest as (
+        select model_name, max(window_start) as window_start
+        from marts.fct_model_performance where estimated_value is not null group by model_name
+    )
+    select mart.model_name, mart.metric_name, mart.estimated_value, mart.estimated_lower,
+           mart.estimated_upper, mart.estimated_threshold, mart.is_estimated_degraded,
+           mart.window_start, mart.n_estimated
+    from marts.fct_model_performance as mart
+    inner join latest on mart.model_name = latest.model_name and mart.window_start = latest.window_start
+    where mart.estimated_value is not null
     order by mart.model_name, mart.metric_name
 """
 VERSIONS_SQL = "select * from marts.dim_model_versions order by model_name, model_version"
@@ -442,6 +489,10 @@ class DriftmartCollector(Collector):
         for metric, column in LEGACY_PERFORMANCE_GAUGES.items():
             rows = [record for record in performance if record["metric_name"] == metric]
             yield from _gauges(rows, (column,), model, SOURCE_PERFORMANCE)
+        estimated = _records(connection, LATEST_ESTIMATED_SQL)
+        windows = list({record["model_name"]: record for record in estimated}.values())
+        yield from _gauges(windows, ESTIMATED_WINDOW_COLUMNS, model, SOURCE_ESTIMATED)
+        yield from _gauges(estimated, ESTIMATED_VALUE_COLUMNS, model_metric, SOURCE_ESTIMATED)
         yield from self._versions(_records(connection, VERSIONS_SQL))
         yield from self._raw(connection)
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ml import registry
+from ml.calibration import calibration_segments
 from ml.errors import DriftmartError
 from ml.spec import ModelSpec, label_text
 from warehouse.connection import warehouse_writer
@@ -266,7 +267,45 @@ def sync_registry(
         reference = registry.load_reference(home, spec.model, version.model_version)
         _insert_reference_rows(connection, spec, reference, version.model_version, loaded_at)
         new_versions += 1
+    sync_calibrations(connection, spec, loaded_at)
     return new_versions
+
+
+def sync_calibrations(connection: duckdb.DuckDBPyConnection, spec: ModelSpec, loaded_at: datetime) -> int:
+    """Fit the score calibration (ml/calibration.py) of every version of a binary model whose
+    reference rows are loaded and hold labelled probabilities but that has none yet: a version's
+    calibration is fitted once, from raw.reference_rows (so homes loaded before calibrations
+    existed get theirs too). Returns the versions calibrated."""
+    if spec.task != "binary":
+        return 0
+    rows = connection.execute(
+        """
+        select rows.model_version, rows.probability,
+               case when rows.label = models.positive_label then 1.0 else 0.0 end as is_positive
+        from raw.reference_rows as rows
+        inner join raw.monitored_models as models on rows.model_name = models.model_name
+        where rows.model_name = ? and rows.label is not null and isfinite(rows.probability)
+            and rows.model_version not in (
+                select model_version from raw.score_calibration where model_name = ?
+            )
+        """,
+        [spec.model, spec.model],
+    ).df()
+    for version, group in rows.groupby("model_version", sort=True):
+        segments = calibration_segments(group["probability"].to_numpy(), group["is_positive"].to_numpy())
+        segments.insert(0, "model_version", int(version))
+        connection.register("calibration_batch", segments)
+        connection.execute(
+            """
+            insert into raw.score_calibration by name
+            select ? as model_name, model_version, segment, score_from, score_to,
+                   calibrated_from, calibrated_to, ? as loaded_at
+            from calibration_batch
+            """,
+            [spec.model, loaded_at],
+        )
+        connection.unregister("calibration_batch")
+    return rows["model_version"].nunique()
 
 
 def mirror_model(home: Home, spec: ModelSpec) -> None:

@@ -53,6 +53,23 @@ create table if not exists raw.reference_rows (
     primary key (model_name, model_version, row_number)
 );
 
+-- The score calibration of each binary model version with probabilities, fitted on its reference
+-- set (ml/calibration.py: isotonic, as scikit-learn's IsotonicRegression.predict): on
+-- [score_from, score_to] the calibrated probability runs linearly from calibrated_from to
+-- calibrated_to; a score outside the segments takes the nearest end. dbt's performance estimate
+-- without labels (CBPE, int_estimated_performance) joins the logged probabilities to it.
+create table if not exists raw.score_calibration (
+    model_name varchar not null,
+    model_version integer not null,
+    segment integer not null,
+    score_from double not null,
+    score_to double not null,
+    calibrated_from double not null,
+    calibrated_to double not null,
+    loaded_at timestamp not null,
+    primary key (model_name, model_version, segment)
+);
+
 -- Mirror of the on-disk model registry (ml/registry.py), one row per model version.
 create table if not exists raw.model_registry (
     model_name varchar not null,

@@ -35,6 +35,10 @@ RAW_TABLES = {
     "inference_log": ("One row per logged prediction.", [LANDED_INFERENCE]),
     "labels": ("Delayed ground truth per request.", [LANDED_FEEDBACK]),
     "reference_rows": ("Reference set of each model version.", [REGISTRY_FILES]),
+    "score_calibration": (
+        "Isotonic calibration of each binary version's scores, fitted on its reference set (CBPE).",
+        [REGISTRY_FILES],
+    ),
     "model_registry": ("Every model version with its metrics and status.", [REGISTRY_FILES]),
     "monitored_models": ("The monitoring spec of each model (window, thresholds).", []),
     "model_features": ("The features of each model and their types, from the spec.", []),

@@ -83,6 +83,18 @@ PERFORMANCE_VALUE_METRICS = {
     "driftmart_model_performance_threshold": "threshold",
     "driftmart_model_performance_degraded": "is_degraded",
 }
+# The label-free estimate (CBPE): per model, its latest estimated window; per (model, metric), the values.
+ESTIMATED_WINDOW_METRICS = {
+    "driftmart_model_performance_estimated_window_start_timestamp_seconds": "window_start",
+    "driftmart_model_estimated_rows": "n_estimated",
+}
+ESTIMATED_VALUE_METRICS = {
+    "driftmart_model_performance_estimated": "estimated_value",
+    "driftmart_model_performance_estimated_lower": "estimated_lower",
+    "driftmart_model_performance_estimated_upper": "estimated_upper",
+    "driftmart_model_performance_estimated_threshold": "estimated_threshold",
+    "driftmart_model_performance_estimated_degraded": "is_estimated_degraded",
+}
 # The per-metric names from before the mart was long, still exported: gauge → metric_name.
 LEGACY_PERFORMANCE_METRICS = {
     "driftmart_model_accuracy": "accuracy",
@@ -165,6 +177,18 @@ def test_values_equal_the_latest_window_of_the_marts_exactly(built_home):
             {"model": "model_name", "metric": "metric_name"},
         ),
         (
+            "select distinct model_name, window_start, n_estimated from marts.fct_model_performance "
+            "where estimated_value is not null " + latest.format(keys="model_name"),
+            ESTIMATED_WINDOW_METRICS,
+            model,
+        ),
+        (
+            "select * from marts.fct_model_performance where estimated_value is not null "
+            + latest.format(keys="model_name"),
+            ESTIMATED_VALUE_METRICS,
+            {"model": "model_name", "metric": "metric_name"},
+        ),
+        (
             "select * from marts.dim_model_versions",
             VERSION_METRICS,
             {"model": "model_name", "version": "model_version"},
@@ -187,6 +211,8 @@ def test_values_equal_the_latest_window_of_the_marts_exactly(built_home):
         }, gauge
     assert {dict(key)["metric"] for key in performance} == set(PERFORMANCE_METRICS_BY_TASK["binary"])
     assert samples["driftmart_model_accuracy"]  # the binary demo model has every binary metric
+    estimated = {dict(key)["metric"] for key in samples["driftmart_model_performance_estimated"]}
+    assert estimated == {"accuracy", "precision", "recall", "f1", "roc_auc"}  # CBPE: binary, probabilities
 
     # the drift scenario: car_value drifted in the latest window
     drifted = {dict(key)["feature"] for key, value in samples["driftmart_feature_drifted"].items() if value}
@@ -274,7 +300,9 @@ def test_every_family_has_help_a_conventional_name_and_type(built_home):
         elif name.endswith("_seconds") and "timestamp" not in name:
             assert types[name] == "gauge"
     assert types["driftmart_quarantined_lines_total"] == "counter"
-    assert "estimated" in helps["driftmart_model_accuracy"].lower()  # says why there is no estimate
+    assert (
+        "driftmart_model_performance_estimated" in helps["driftmart_model_accuracy"]
+    )  # where the estimate is
 
 
 def test_a_home_without_a_published_copy_scrapes_as_down_not_as_an_error(home):

@@ -63,6 +63,7 @@ def test_the_required_alerts_exist_with_for_severity_and_runbook():
         "DriftmartFeatureDrift",
         "DriftmartDatasetDrift",
         "DriftmartPerformanceDegraded",
+        "DriftmartPerformanceEstimatedDegraded",
         "DriftmartPipelineStale",
         "DriftmartIngestLag",
         "DriftmartQuarantineGrowth",

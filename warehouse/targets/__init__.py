@@ -32,6 +32,7 @@ RAW_SOURCE_TABLES = (
     "inference_log",
     "labels",
     "reference_rows",
+    "score_calibration",
     "model_registry",
     "monitored_models",
     "model_features",

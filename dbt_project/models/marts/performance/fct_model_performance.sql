@@ -33,6 +33,13 @@
     is estimated from the chunks), or var('performance_degradation_multiplier') when set.
     is_degraded when realized_value is past it, judged only with at least the spec's
     min_window_rows labelled rows and a defined reference spread.
+
+    Estimated without labels (binary classifiers with probabilities: int_estimated_performance,
+    CBPE), present from the first run: estimated_value over the window's n_estimated calibrated
+    rows; estimated_lower / estimated_upper the estimate -/+ t * chunk_stddev *
+    sqrt(chunk_labelled_rows / n_estimated), within [0, 1]; estimated_threshold and
+    is_estimated_degraded as threshold and is_degraded, with n_estimated rows in place of the
+    labelled ones.
 #}
 
 {%- set multiplier = var('performance_degradation_multiplier') or student_t_quantile(
@@ -76,6 +83,12 @@ window_references as (
 reference_performance as (
 
     select * from {{ ref('int_reference_performance') }}
+
+),
+
+estimated_performance as (
+
+    select * from {{ ref('int_estimated_performance') }}
 
 ),
 
@@ -165,7 +178,20 @@ judged as (
                         + reference_performance.chunk_labelled_rows
                         / reference_performance.n_reference_labelled
                     )
-        end as sampling_error
+        end as sampling_error,
+        estimated_performance.estimated_value,
+        estimated_performance.n_estimated,
+        {#- the estimate's own spread (a band around it), and that of its difference from the
+            reference (its threshold), as for the realized value but over the estimated rows #}
+        reference_performance.chunk_stddev
+        * sqrt(reference_performance.chunk_labelled_rows / estimated_performance.n_estimated)
+            as estimated_sampling_error,
+        reference_performance.chunk_stddev
+        * sqrt(
+            reference_performance.chunk_labelled_rows / estimated_performance.n_estimated
+            + reference_performance.chunk_labelled_rows
+            / reference_performance.n_reference_labelled
+        ) as estimated_difference_error
 
     from window_metrics
     left join reference_performance
@@ -173,6 +199,11 @@ judged as (
             window_metrics.model_name = reference_performance.model_name
             and window_metrics.serving_version = reference_performance.model_version
             and window_metrics.metric_name = reference_performance.metric_name
+    left join estimated_performance
+        on
+            window_metrics.model_name = estimated_performance.model_name
+            and window_metrics.window_start = estimated_performance.window_start
+            and window_metrics.metric_name = estimated_performance.metric_name
 
 ),
 
@@ -185,7 +216,8 @@ thresholds as (
             when metric_name in ({{ error_metrics }})
                 then reference_value + {{ multiplier }} * sampling_error
             else reference_value - {{ multiplier }} * sampling_error
-        end as threshold
+        end as threshold,
+        reference_value - {{ multiplier }} * estimated_difference_error as estimated_threshold
 
     from judged
 
@@ -207,6 +239,24 @@ final as (
             and case when is_error_metric then realized_value > threshold else realized_value < threshold end,
             false
         ) as is_degraded,
+        cast(estimated_value as {{ type_double() }}) as estimated_value,
+        {#- greatest and least skip NULLs: the band only where the estimate and its spread exist #}
+        cast(
+            case
+                when estimated_value is not null and estimated_sampling_error is not null
+                    then greatest(estimated_value - {{ multiplier }} * estimated_sampling_error, 0)
+            end as {{ type_double() }}
+        ) as estimated_lower,
+        cast(
+            case
+                when estimated_value is not null and estimated_sampling_error is not null
+                    then least(estimated_value + {{ multiplier }} * estimated_sampling_error, 1)
+            end as {{ type_double() }}
+        ) as estimated_upper,
+        cast(estimated_threshold as {{ type_double() }}) as estimated_threshold,
+        coalesce(n_estimated >= min_window_rows and estimated_value < estimated_threshold, false)
+            as is_estimated_degraded,
+        cast(coalesce(n_estimated, 0) as {{ dbt.type_bigint() }}) as n_estimated,
         cast(n_predictions as {{ dbt.type_bigint() }}) as n_predictions,
         cast(n_labelled as {{ dbt.type_bigint() }}) as n_labelled,
         cast(label_coverage as {{ type_double() }}) as label_coverage,
