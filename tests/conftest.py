@@ -145,10 +145,12 @@ DRIFT_PLAN = DriftPlan("market_shift", start=pd.Timestamp("2026-03-01").to_pydat
 ROWS_PER_DAY = 300
 
 
-def build_home(root: Path, template: Home, spec: ModelSpec, scenario: str, *, labels: bool = True) -> Home:
-    """Copy the trained template, send DRIFT_PLAN's days of `scenario` traffic and (unless not
-    `labels`) its labels through the API, and run the pipeline once in Dagster (ingest, dbt build,
-    publish)."""
+def build_home(
+    root: Path, template: Home, spec: ModelSpec, scenario: str, *, labelled_days: int | None = None
+) -> Home:
+    """Copy the trained template, send DRIFT_PLAN's days of `scenario` traffic and its labels (of
+    the first `labelled_days` days only, when given) through the API, and run the pipeline once in
+    Dagster (ingest, dbt build, publish)."""
     from fastapi.testclient import TestClient
 
     from ml.serving.app import create_app
@@ -169,8 +171,9 @@ def build_home(root: Path, template: Home, spec: ModelSpec, scenario: str, *, la
         for start in range(0, len(traffic), 500):
             chunk = traffic.iloc[start : start + 500]
             assert client.post("/predict/batch", json=traffic_records(chunk, spec.target)).status_code == 200
-        if labels:
-            assert client.post("/feedback", json=feedback_records(traffic, spec)).status_code == 200
+        if labelled_days is not None:
+            traffic = traffic[traffic["scored_at"] < plan.start + pd.Timedelta(days=labelled_days)]
+        assert client.post("/feedback", json=feedback_records(traffic, spec)).status_code == 200
     outcome = run_pipeline(home)
     assert outcome.success, outcome.failed_steps
     return home
