@@ -40,22 +40,22 @@ def dataset_drift_latest_window(driftmart: DriftmartResource) -> dg.AssetCheckRe
     )
 
 
-@dg.asset_check(
-    asset=dg.AssetKey(["marts", "fct_model_performance"]),
-    name="performance_latest_labelled_window",
-    description="The latest window with enough labels that the champion served performs within its "
-    "reference's sampling error (no metric of marts.fct_model_performance is_degraded).",
-    additional_deps=[dg.AssetKey(["published", "driftmart_duckdb"])],
-)
-def performance_latest_labelled_window(driftmart: DriftmartResource) -> dg.AssetCheckResult:
+def _latest_performance_result(driftmart: DriftmartResource, *, estimated: bool) -> dg.AssetCheckResult:
+    """The newest window the champion served whose realized (or estimated) performance was judged:
+    passed unless a metric of it is degraded."""
     from ml import registry
 
     home, spec = driftmart.home, driftmart.spec()
     champion = registry.champion_version(home, spec.model)
     with connect_published(home) as connection:
-        windows = performance_windows(connection, spec, champion) if champion is not None else []
+        windows = (
+            performance_windows(connection, spec, champion, estimated=estimated)
+            if champion is not None
+            else []
+        )
     if not windows:
-        return dg.AssetCheckResult(passed=True, metadata={"note": "no window with enough labels yet"})
+        note = "no estimated window yet" if estimated else "no window with enough labels yet"
+        return dg.AssetCheckResult(passed=True, metadata={"note": note})
     window_start, degraded, metrics = windows[0]
     return dg.AssetCheckResult(
         passed=not degraded,
@@ -65,6 +65,17 @@ def performance_latest_labelled_window(driftmart: DriftmartResource) -> dg.Asset
             "degraded_metrics": dg.MetadataValue.json(metrics),
         },
     )
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["marts", "fct_model_performance"]),
+    name="performance_latest_labelled_window",
+    description="The latest window with enough labels that the champion served performs within its "
+    "reference's sampling error (no metric of marts.fct_model_performance is_degraded).",
+    additional_deps=[dg.AssetKey(["published", "driftmart_duckdb"])],
+)
+def performance_latest_labelled_window(driftmart: DriftmartResource) -> dg.AssetCheckResult:
+    return _latest_performance_result(driftmart, estimated=False)
 
 
 @dg.asset_check(
@@ -76,25 +87,7 @@ def performance_latest_labelled_window(driftmart: DriftmartResource) -> dg.Asset
     additional_deps=[dg.AssetKey(["published", "driftmart_duckdb"])],
 )
 def performance_estimated_latest_window(driftmart: DriftmartResource) -> dg.AssetCheckResult:
-    from ml import registry
-
-    home, spec = driftmart.home, driftmart.spec()
-    champion = registry.champion_version(home, spec.model)
-    with connect_published(home) as connection:
-        windows = (
-            performance_windows(connection, spec, champion, estimated=True) if champion is not None else []
-        )
-    if not windows:
-        return dg.AssetCheckResult(passed=True, metadata={"note": "no estimated window yet"})
-    window_start, degraded, metrics = windows[0]
-    return dg.AssetCheckResult(
-        passed=not degraded,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "window_start": window_start.isoformat(),
-            "degraded_metrics": dg.MetadataValue.json(metrics),
-        },
-    )
+    return _latest_performance_result(driftmart, estimated=True)
 
 
 @dg.asset_check(

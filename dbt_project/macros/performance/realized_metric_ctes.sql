@@ -27,6 +27,19 @@
     }) }}
 {% endmacro %}
 
+{% macro performance_metric_names() %}
+    {#- (task, metric_name) of every metric of every task, as rows: a union of selects #}
+    {%- for task, names in performance_metrics().items() %}
+        {%- set task_loop = loop %}
+        {%- for name in names %}
+            {% if not (task_loop.first and loop.first) %}union all{% endif %}
+            select
+                '{{ task }}' as task,  -- noqa: RF04
+                '{{ name }}' as metric_name
+        {%- endfor %}
+    {%- endfor %}
+{% endmacro %}
+
 {% macro performance_metric_columns() %}
     {#- Every metric name once, in the order of performance_metrics() #}
     {%- set columns = [] -%}

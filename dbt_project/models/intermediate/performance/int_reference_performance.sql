@@ -79,15 +79,7 @@ predictions as (
 
 metric_names as (
 
-    {%- for task, names in performance_metrics().items() %}
-        {%- set task_loop = loop %}
-        {%- for name in names %}
-            {% if not (task_loop.first and loop.first) %}union all{% endif %}
-            select
-                '{{ task }}' as task,  -- noqa: RF04
-                '{{ name }}' as metric_name
-        {%- endfor %}
-    {%- endfor %}
+    {{ performance_metric_names() }}
 
 ),
 
