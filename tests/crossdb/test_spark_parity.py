@@ -55,6 +55,14 @@ def test_spark_state_stays_in_the_home(spark_parity_home: Home) -> None:
     assert (spark / "metastore_db").is_dir()
     assert (spark / "derby.log").exists()
     assert sorted(path.name for path in (spark / "raw").iterdir()) == sorted(
-        ["inference_log", "labels", "reference_rows", "model_registry", "monitored_models", "model_features"]
+        [
+            "inference_log",
+            "labels",
+            "reference_rows",
+            "score_calibration",
+            "model_registry",
+            "monitored_models",
+            "model_features",
+        ]
     )
     assert not list((spark / "raw").glob("*/.*"))
