@@ -12,7 +12,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ml.spec import ModelSpec
 from warehouse.connection import connect_published
@@ -20,6 +20,7 @@ from warehouse.home import Home
 
 if TYPE_CHECKING:  # Dagster is imported when a pipeline runs, not by who reads the marts
     import dagster as dg
+    import duckdb
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,31 @@ def write_watermark(home: Home, spec: ModelSpec) -> None:
     path.write_text(json.dumps(marks, indent=2) + "\n")
 
 
+# marts.fct_model_performance's columns of a Degradation: (verdict, value, threshold, rows).
+REALIZED_DEGRADATION = ("is_degraded", "realized_value", "threshold", "n_labelled")
+ESTIMATED_DEGRADATION = ("is_estimated_degraded", "estimated_value", "estimated_threshold", "n_estimated")
+
+
+def _degradations(
+    connection: duckdb.DuckDBPyConnection,
+    columns: tuple[str, str, str, str],
+    windows: str,
+    parameters: dict[str, Any],
+) -> list[Degradation]:
+    """The metric rows of the model's `windows` (a query of window starts) whose verdict column holds."""
+    verdict, value, threshold, rows = columns
+    found = connection.execute(
+        f"""
+        select window_start, metric_name, {value}, reference_value, {threshold}, {rows}
+        from marts.fct_model_performance
+        where model_name = $model and {verdict} and window_start in ({windows})
+        order by window_start, metric_name
+        """,
+        parameters,
+    ).fetchall()
+    return [Degradation(*row) for row in found]
+
+
 def drift_report(
     home: Home, spec: ModelSpec, *, since: datetime | None = None, latest: bool = False
 ) -> DriftReport:
@@ -258,16 +284,7 @@ def drift_report(
             """,
             parameters,
         ).fetchall()
-        estimated = connection.execute(
-            f"""
-            select window_start, metric_name, estimated_value, reference_value, estimated_threshold,
-                   n_estimated
-            from marts.fct_model_performance
-            where model_name = $model and is_estimated_degraded and window_start in ({windows})
-            order by window_start, metric_name
-            """,
-            parameters,
-        ).fetchall()
+        estimated = _degradations(connection, ESTIMATED_DEGRADATION, windows, parameters)
         if since is not None:
             # Labels arrive late: a window is judged again when labels of its requests are new.
             windows = f"""
@@ -283,15 +300,7 @@ def drift_report(
                     on labels.model_name = logs.model_name and labels.request_id = logs.request_id
                 where performance.model_name = $model and labels.loaded_at > $since
             """
-        degraded = connection.execute(
-            f"""
-            select window_start, metric_name, realized_value, reference_value, threshold, n_labelled
-            from marts.fct_model_performance
-            where model_name = $model and is_degraded and window_start in ({windows})
-            order by window_start, metric_name
-            """,
-            parameters,
-        ).fetchall()
+        degraded = _degradations(connection, REALIZED_DEGRADATION, windows, parameters)
     order = {name: position for position, name in enumerate(spec.features)}
     return DriftReport(
         cells=sorted(
@@ -299,6 +308,6 @@ def drift_report(
         ),
         dataset_drifted={row[0]: (row[1], row[2]) for row in dataset},
         prediction_drifted={row[0]: row[1] for row in prediction},
-        degraded=[Degradation(*row) for row in degraded],
-        estimated_degraded=[Degradation(*row) for row in estimated],
+        degraded=degraded,
+        estimated_degraded=estimated,
     )

@@ -280,33 +280,56 @@ LATEST_WINDOW_SQL = """
 """
 LATEST_DATASET_DRIFT_SQL = LATEST_WINDOW_SQL.format(table="marts.fct_dataset_drift", where="")
 LATEST_PREDICTION_DRIFT_SQL = LATEST_WINDOW_SQL.format(table="marts.fct_prediction_drift", where="")
-# The metric rows of each model's latest window with labels ((model_name, window_start,
-# metric_name) is unique); columns named, so a copy published before the mart was long is refused.
-LATEST_PERFORMANCE_SQL = """
+
+
+def _latest_performance_sql(condition: str, columns: tuple[str, ...]) -> str:
+    """The rows of marts.fct_model_performance (alias `mart`) where `condition` holds, of each
+    model's latest window with such rows ((model_name, window_start, metric_name) is unique);
+    columns named, so a copy published before the mart was long is refused."""
+    return f"""
     with latest as (
-        select model_name, max(window_start) as window_start
-        from marts.fct_model_performance where n_labelled > 0 group by model_name
+        select mart.model_name, max(mart.window_start) as window_start
+        from marts.fct_model_performance as mart where {condition} group by mart.model_name
     )
-    select mart.model_name, mart.metric_name, mart.realized_value, mart.reference_value, mart.threshold,
-           mart.is_degraded, mart.window_start, mart.n_labelled, mart.label_coverage,
-           mart.positive_rate_actual
+    select {", ".join(f"mart.{column}" for column in columns)}
     from marts.fct_model_performance as mart
     inner join latest on mart.model_name = latest.model_name and mart.window_start = latest.window_start
+    where {condition}
     order by mart.model_name, mart.metric_name
 """
-LATEST_ESTIMATED_SQL = """
-    with latest as (
-        select model_name, max(window_start) as window_start
-        from marts.fct_model_performance where estimated_value is not null group by model_name
-    )
-    select mart.model_name, mart.metric_name, mart.estimated_value, mart.estimated_lower,
-           mart.estimated_upper, mart.estimated_threshold, mart.is_estimated_degraded,
-           mart.window_start, mart.n_estimated
-    from marts.fct_model_performance as mart
-    inner join latest on mart.model_name = latest.model_name and mart.window_start = latest.window_start
-    where mart.estimated_value is not null
-    order by mart.model_name, mart.metric_name
-"""
+
+
+# The latest window with labels (n_labelled is the window's: every metric row of it is kept).
+LATEST_PERFORMANCE_SQL = _latest_performance_sql(
+    "mart.n_labelled > 0",
+    (
+        "model_name",
+        "metric_name",
+        "realized_value",
+        "reference_value",
+        "threshold",
+        "is_degraded",
+        "window_start",
+        "n_labelled",
+        "label_coverage",
+        "positive_rate_actual",
+    ),
+)
+# The latest window with an estimate, and its metrics that have one.
+LATEST_ESTIMATED_SQL = _latest_performance_sql(
+    "mart.estimated_value is not null",
+    (
+        "model_name",
+        "metric_name",
+        "estimated_value",
+        "estimated_lower",
+        "estimated_upper",
+        "estimated_threshold",
+        "is_estimated_degraded",
+        "window_start",
+        "n_estimated",
+    ),
+)
 VERSIONS_SQL = "select * from marts.dim_model_versions order by model_name, model_version"
 INFERENCE_SQL = """
     select model_name, count(*) as n_rows, max(loaded_at) as last_loaded_at, max(scored_at) as last_scored_at

@@ -266,30 +266,41 @@ def sync_registry(
             continue
         reference = registry.load_reference(home, spec.model, version.model_version)
         _insert_reference_rows(connection, spec, reference, version.model_version, loaded_at)
+        loaded_versions.add(version.model_version)
         new_versions += 1
-    sync_calibrations(connection, spec, loaded_at)
+    sync_calibrations(connection, spec, loaded_versions, loaded_at)
     return new_versions
 
 
-def sync_calibrations(connection: duckdb.DuckDBPyConnection, spec: ModelSpec, loaded_at: datetime) -> int:
-    """Fit the score calibration (ml/calibration.py) of every version of a binary model whose
-    reference rows are loaded and hold labelled probabilities but that has none yet: a version's
-    calibration is fitted once, from raw.reference_rows (so homes loaded before calibrations
-    existed get theirs too). Returns the versions calibrated."""
+def sync_calibrations(
+    connection: duckdb.DuckDBPyConnection, spec: ModelSpec, versions: set[int], loaded_at: datetime
+) -> int:
+    """Fit the score calibration (ml/calibration.py) of every version of a binary model among
+    `versions` (those with reference rows loaded) that has none yet and whose reference holds
+    labelled probabilities: a version's calibration is fitted once, from raw.reference_rows (so
+    homes loaded before calibrations existed get theirs too). Reads no reference row when every
+    version is calibrated. Returns the versions calibrated."""
     if spec.task != "binary":
         return 0
+    calibrated = {
+        version
+        for (version,) in connection.execute(
+            "select distinct model_version from raw.score_calibration where model_name = ?", [spec.model]
+        ).fetchall()
+    }
+    missing = sorted(versions - calibrated)
+    if not missing:
+        return 0
     rows = connection.execute(
-        """
+        f"""
         select rows.model_version, rows.probability,
                case when rows.label = models.positive_label then 1.0 else 0.0 end as is_positive
         from raw.reference_rows as rows
         inner join raw.monitored_models as models on rows.model_name = models.model_name
         where rows.model_name = ? and rows.label is not null and isfinite(rows.probability)
-            and rows.model_version not in (
-                select model_version from raw.score_calibration where model_name = ?
-            )
+            and rows.model_version in ({", ".join(str(int(version)) for version in missing)})
         """,
-        [spec.model, spec.model],
+        [spec.model],
     ).df()
     for version, group in rows.groupby("model_version", sort=True):
         segments = calibration_segments(group["probability"].to_numpy(), group["is_positive"].to_numpy())

@@ -508,3 +508,17 @@ realized_metrics as (
         {%- endfor %}
     end
 {%- endmacro %}
+
+{% macro reference_spread_at(rows, reference='reference_performance', with_reference=true) -%}
+    {#- The reference chunks' spread of a metric scaled to `rows` rows (sampling error ~ 1 / sqrt(rows)):
+        chunk_stddev * sqrt(chunk_labelled_rows / rows), plus the reference's own term
+        chunk_labelled_rows / n_reference_labelled when `with_reference` (the spread of a difference
+        from the reference value). `rows` must not be 0. -#}
+    {{ reference }}.chunk_stddev
+    * sqrt(
+        {{ reference }}.chunk_labelled_rows / {{ rows }}
+        {%- if with_reference %}
+        + {{ reference }}.chunk_labelled_rows / {{ reference }}.n_reference_labelled
+        {%- endif %}
+    )
+{%- endmacro %}

@@ -162,27 +162,16 @@ judged as (
         reference_performance.reference_value,
         case
             when window_metrics.n_labelled > 0
-                then
-                    reference_performance.chunk_stddev
-                    * sqrt(
-                        reference_performance.chunk_labelled_rows / window_metrics.n_labelled
-                        + reference_performance.chunk_labelled_rows
-                        / reference_performance.n_reference_labelled
-                    )
+                then {{ reference_spread_at('window_metrics.n_labelled') }}
         end as sampling_error,
         estimated_performance.estimated_value,
         estimated_performance.n_estimated,
         {#- the estimate's own spread (a band around it), and that of its difference from the
-            reference (its threshold), as for the realized value but over the estimated rows #}
-        reference_performance.chunk_stddev
-        * sqrt(reference_performance.chunk_labelled_rows / estimated_performance.n_estimated)
+            reference (its threshold), as for the realized value but over the estimated rows
+            (n_estimated is NULL without an estimate, never 0) #}
+        {{ reference_spread_at('estimated_performance.n_estimated', with_reference=false) }}
             as estimated_sampling_error,
-        reference_performance.chunk_stddev
-        * sqrt(
-            reference_performance.chunk_labelled_rows / estimated_performance.n_estimated
-            + reference_performance.chunk_labelled_rows
-            / reference_performance.n_reference_labelled
-        ) as estimated_difference_error
+        {{ reference_spread_at('estimated_performance.n_estimated') }} as estimated_difference_error
 
     from window_metrics
     left join reference_performance
