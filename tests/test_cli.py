@@ -14,7 +14,7 @@ from tests.conftest import DRIFT_PLAN, REPO, parse_grids
 from tests.services import DRIFTMART
 
 
-def driftmart(*args: str, home=None, timeout: float = 300, env=None) -> subprocess.CompletedProcess:
+def driftmart(*args: str, home=None, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
     """The real console script in a subprocess; `env` adds to (or overrides) this process's environment."""
     command = [DRIFTMART, *(["--home", str(home.root)] if home is not None else []), *args]
     environment = {**os.environ, **env} if env else None
