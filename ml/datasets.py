@@ -196,6 +196,7 @@ def wide_case(
     window: str = "1d",
     seed: int = 0,
     start: datetime | None = None,
+    regions: int = 0,
 ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """A generic batch-scoring case for any number of features: (spec, reference, logs).
 
@@ -203,6 +204,7 @@ def wide_case(
     categories. `drift` maps a feature name to the day its distribution moves (numeric: mean +1 sd;
     categorical: the mix shifts to unseen-heavy categories). Columns follow the spec:
     `event_time`, `row_id`, features, `score_label`, `score`, and the label `outcome` in the logs.
+    `regions` > 0 adds a column `region` (that many values, not a feature) as the spec's segments.
     """
     rng = np.random.default_rng(seed)
     start = start or datetime(2026, 2, 1)
@@ -258,4 +260,12 @@ def wide_case(
         "features": {name: "numeric" for name in numeric} | {name: "categorical" for name in categorical},
         "window": window,
     }
+    if regions:
+        # Drawn last, from a generator of its own: the other columns are the same with or without.
+        region_rng = np.random.default_rng(seed + 1_000_003)
+        names = [f"r{i}" for i in range(regions)]
+        weights = 1 / np.arange(1, regions + 1)
+        for frame in (reference, logs):
+            frame["region"] = region_rng.choice(names, size=len(frame), p=weights / weights.sum())
+        spec["segments"] = ["region"]
     return spec, reference, logs.sort_values("event_time", kind="stable").reset_index(drop=True)

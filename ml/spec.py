@@ -33,6 +33,7 @@ OPTIONAL_KEYS: tuple[str, ...] = (
     "target",
     "task",
     "segments",
+    "segment_drift",
     "prediction_proba",
     "positive_label",
     "window",
@@ -134,6 +135,22 @@ class RetrainPolicy:
     fit: str | None = None
 
 
+@dataclass(frozen=True)
+class SegmentDrift:
+    """How segment drift is judged: the spec's optional `segment_drift:` block.
+
+    Per segment column, the `top_k` values with the most reference rows (at least `min_rows` of
+    them) are segments of their own and every other value is `__other__`; a segment × feature ×
+    window is tested when the window has at least `min_rows` of the segment's rows. A test is
+    drifted when its Benjamini-Hochberg q-value, over every segment test of the model, is at most
+    `fdr`: the expected share of false alarms among the alarms.
+    """
+
+    top_k: int = 10
+    min_rows: int = 50
+    fdr: float = 0.05
+
+
 # Metrics a challenger can be judged on, per task; the first is the default.
 RETRAIN_METRICS: dict[str, tuple[str, ...]] = {
     "binary": ("roc_auc", "accuracy", "f1"),
@@ -172,6 +189,7 @@ class ModelSpec:
     monitors: dict[str, FeatureMonitor] = field(default_factory=dict)
     retrain: RetrainPolicy = field(default_factory=RetrainPolicy)
     segments: tuple[str, ...] = ()
+    segment_drift: SegmentDrift = field(default_factory=SegmentDrift)
     source: str = "<memory>"
 
     @property
@@ -223,6 +241,7 @@ class ModelSpec:
             "target": self.target,
             "task": self.task,
             "segments": list(self.segments),
+            "segment_drift": asdict(self.segment_drift),
             "features": {
                 name: {"type": kind, **asdict(self.monitors[name])} for name, kind in self.features.items()
             },
@@ -413,7 +432,7 @@ def label_text(value: object) -> str | None:
     return text.split(".")[0] if INTEGRAL_TEXT.match(text) else text
 
 
-def _segments(raw: Any, source: str) -> tuple[str, ...]:
+def _segments(raw: Any, source: str, reserved: set[str]) -> tuple[str, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -421,7 +440,39 @@ def _segments(raw: Any, source: str) -> tuple[str, ...]:
     names = tuple(_column_name(name, f"{source}: segments") for name in raw)
     if len(set(names)) != len(names):
         raise SpecError(f"{source}: segments: a column is named twice")
+    taken = [name for name in names if name in reserved]
+    if taken:
+        raise SpecError(
+            f"{source}: segments: {taken[0]!r} is a column driftmart reads as the id, timestamp, prediction, "
+            "probability, target or model version, not a column to segment by"
+        )
     return names
+
+
+def _segment_drift(raw: Any, source: str, segments: tuple[str, ...]) -> SegmentDrift:
+    where = f"{source}: segment_drift"
+    if raw is None:
+        return SegmentDrift()
+    if not segments:
+        raise SpecError(f"{where}: applies only with 'segments' (the log columns to segment by)")
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: expected a mapping")
+    known = SegmentDrift.__dataclass_fields__
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s): {', '.join(unknown)} (known: {', '.join(known)})")
+    values: dict[str, Any] = {}
+    for key in ("top_k", "min_rows"):
+        if key in raw:
+            if isinstance(raw[key], bool) or not isinstance(raw[key], int) or raw[key] < 1:
+                raise SpecError(f"{where}.{key} must be a positive integer, got {raw[key]!r}")
+            values[key] = raw[key]
+    if "fdr" in raw:
+        rate = raw["fdr"]
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < 1:
+            raise SpecError(f"{where}.fdr must be between 0 and 1, got {rate!r}")
+        values["fdr"] = float(rate)
+    return SegmentDrift(**values)
 
 
 def parse_spec(raw: Any, source: str = "<memory>") -> ModelSpec:
@@ -530,7 +581,7 @@ def parse_spec(raw: Any, source: str = "<memory>") -> ModelSpec:
     if not isinstance(positive_label, (str, int)):
         raise SpecError(f"{source}: key 'positive_label' must be a string or an integer")
 
-    segments = _segments(raw.get("segments"), source)
+    segments = _segments(raw.get("segments"), source, reserved)
 
     return ModelSpec(
         model=model,
@@ -549,6 +600,7 @@ def parse_spec(raw: Any, source: str = "<memory>") -> ModelSpec:
         monitors=monitors,
         retrain=_retrain(raw.get("retrain"), source, task),
         segments=segments,
+        segment_drift=_segment_drift(raw.get("segment_drift"), source, segments),
         source=source,
     )
 

@@ -72,10 +72,16 @@ def build_pipeline(spec: ModelSpec, seed: int = 0) -> Pipeline:
 
 
 def reference_set(
-    spec: ModelSpec, model: Any, features: pd.DataFrame, ids: Any, truth: Any | None
+    spec: ModelSpec,
+    model: Any,
+    features: pd.DataFrame,
+    ids: Any,
+    truth: Any | None,
+    segments: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Rows with the model's predictions (and probabilities) as a version's reference set: id,
-    features in the spec's order, prediction, the spec's probability column(s), target."""
+    features in the spec's order, prediction, the spec's probability column(s), target, and the
+    spec's segment columns that `segments` holds (not model inputs: kept for segment drift)."""
     reference = features.reset_index(drop=True).copy()
     reference.insert(0, spec.id, np.asarray(ids).astype(str))
     outputs = predict_outputs(spec, model, model_inputs(spec, model, reference))
@@ -87,6 +93,10 @@ def reference_set(
             reference[column] = [row.get(label_text(label)) for row in outputs.probabilities]
     if truth is not None and spec.target:
         reference[spec.target] = np.asarray(truth)
+    if segments is not None:
+        for column in spec.segments:
+            if column in segments and column not in reference:
+                reference[column] = segments[column].to_numpy()
     return reference
 
 
@@ -97,15 +107,17 @@ def validated_model(
     y_valid: Any,
     valid_ids: Any,
     n_training_rows: int,
+    segments: pd.DataFrame | None = None,
 ) -> TrainedModel:
-    """A fitted model with its validation metrics and reference set (the validation rows)."""
+    """A fitted model with its validation metrics and reference set (the validation rows, with
+    their segment columns when `segments` has them)."""
     metrics = score(
         spec, model, model_inputs(spec, model, x_valid), pd.Series(list(y_valid)), with_log_loss=True
     )
     return TrainedModel(
         pipeline=model,
         metrics=metrics,
-        reference=reference_set(spec, model, x_valid, valid_ids, y_valid),
+        reference=reference_set(spec, model, x_valid, valid_ids, y_valid, segments),
         n_training_rows=n_training_rows,
     )
 
@@ -166,4 +178,5 @@ def train_model(
         x_valid, y_valid = feature_frame(spec, source), training_target(spec, source)
     pipeline = build_pipeline(spec, seed).fit(x_train, y_train)
     ids = source.loc[x_valid.index, spec.id] if spec.id in source else x_valid.index
-    return validated_model(spec, pipeline, x_valid, y_valid, ids, len(x_train))
+    segments = source.loc[x_valid.index, [c for c in spec.segments if c in source]]
+    return validated_model(spec, pipeline, x_valid, y_valid, ids, len(x_train), segments)

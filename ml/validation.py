@@ -154,7 +154,8 @@ def train_challenger(
     (stratified, for a classifier) quarter of the recent rows is the challenger's validation and
     reference set, so its drift baseline is the traffic it was trained for, not the past it replaces."""
     columns = [spec.id, *spec.features, spec.label_column]
-    recent = _labelled_as_classes(spec, recent[columns], champion, "recent rows")
+    segments = [column for column in spec.segments if column in recent and column not in columns]
+    recent = _labelled_as_classes(spec, recent[[*columns, *segments]], champion, "recent rows")
     reference = reference[[column for column in columns if column in reference]]
     if spec.label_column in reference:
         reference = _labelled_as_classes(spec, reference, champion, "reference rows")
@@ -178,6 +179,7 @@ def train_challenger(
         recent_reference[spec.label_column],
         recent_reference[spec.id],
         len(combined),
+        recent_reference[segments],
     )
 
 

@@ -231,6 +231,9 @@ def _run_once(args: argparse.Namespace, spec, home) -> int:
     if report.input_drift_found:
         print("drift found (exit 1)")
         return EXIT_DRIFT
+    if report.segments_drifted:
+        print("segment drift found (exit 1)")
+        return EXIT_DRIFT
     if report.degraded:
         print("performance degraded (exit 1)")
         return EXIT_DRIFT

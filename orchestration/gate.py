@@ -23,7 +23,7 @@ import duckdb
 import pandas as pd
 
 from ml.estimators import feature_frame
-from ml.spec import ModelSpec, Reference
+from ml.spec import ModelSpec, Reference, SegmentDrift
 from ml.train import TrainedModel, reference_set
 from ml.validation import ReferenceDrift
 from orchestration.dbt_setup import DBT_PROJECT_DIR, dbt_environment, dbt_executable, dbt_target_path
@@ -41,8 +41,11 @@ class GateError(RuntimeError):
 
 def gate_spec(spec: ModelSpec) -> ModelSpec:
     """The spec the gate judges with: the same features, methods and thresholds; the model's own
-    reference set, one-day windows and every window judged."""
-    return replace(spec, reference=Reference(), window="1d", min_window_rows=1)
+    reference set, one-day windows and every window judged; no segments (the gate judges the
+    feature drift of the whole held-out set)."""
+    return replace(
+        spec, reference=Reference(), window="1d", min_window_rows=1, segments=(), segment_drift=SegmentDrift()
+    )
 
 
 def holdout_as_logs(spec: ModelSpec, challenger: TrainedModel, holdout: pd.DataFrame) -> pd.DataFrame:

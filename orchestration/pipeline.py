@@ -164,6 +164,19 @@ class Degradation:
 
 
 @dataclass(frozen=True)
+class SegmentDrifted:
+    """A feature's drift within one segment of a window (marts.fct_segment_drift.is_drifted)."""
+
+    window_start: datetime
+    segment_name: str
+    segment_value: str
+    feature_name: str
+    drift_score: float
+    q_value: float
+    n_current: int
+
+
+@dataclass(frozen=True)
 class DriftReport:
     """The drift of the windows a run looked at, read back from the published marts."""
 
@@ -172,6 +185,7 @@ class DriftReport:
     prediction_drifted: dict[datetime, bool]
     degraded: list[Degradation] = field(default_factory=list)  # also windows whose labels are new
     estimated_degraded: list[Degradation] = field(default_factory=list)  # CBPE, before labels
+    segments_drifted: list[SegmentDrifted] = field(default_factory=list)
 
     @property
     def windows(self) -> list[datetime]:
@@ -187,9 +201,14 @@ class DriftReport:
 
     @property
     def drift_found(self) -> bool:
-        """Input drift, degraded realized performance (concept drift) or a degraded estimate: what
-        `run` exits 1 on."""
-        return self.input_drift_found or bool(self.degraded) or bool(self.estimated_degraded)
+        """Input drift (also within a segment), degraded realized performance (concept drift) or a
+        degraded estimate: what `run` exits 1 on."""
+        return (
+            self.input_drift_found
+            or bool(self.segments_drifted)
+            or bool(self.degraded)
+            or bool(self.estimated_degraded)
+        )
 
 
 WATERMARK_FILE = "last_run.json"
@@ -240,6 +259,29 @@ def _degradations(
     return [Degradation(*row) for row in found]
 
 
+def _segments_drifted(
+    connection: duckdb.DuckDBPyConnection, windows: str, parameters: dict[str, Any]
+) -> list[SegmentDrifted]:
+    """The drifted segment tests of the model's `windows` (none in a copy published before
+    marts.fct_segment_drift existed)."""
+    (exists,) = connection.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'marts' and table_name = 'fct_segment_drift'"
+    ).fetchone()
+    if not exists:
+        return []
+    found = connection.execute(
+        f"""
+        select window_start, segment_name, segment_value, feature_name, drift_score, q_value, n_current
+        from marts.fct_segment_drift
+        where model_name = $model and is_drifted and window_start in ({windows})
+        order by window_start, segment_name, segment_value, feature_name
+        """,
+        parameters,
+    ).fetchall()
+    return [SegmentDrifted(*row) for row in found]
+
+
 def drift_report(
     home: Home, spec: ModelSpec, *, since: datetime | None = None, latest: bool = False
 ) -> DriftReport:
@@ -285,6 +327,7 @@ def drift_report(
             parameters,
         ).fetchall()
         estimated = _degradations(connection, ESTIMATED_DEGRADATION, windows, parameters)
+        segments = _segments_drifted(connection, windows, parameters)
         if since is not None:
             # Labels arrive late: a window is judged again when labels of its requests are new.
             windows = f"""
@@ -310,4 +353,5 @@ def drift_report(
         prediction_drifted={row[0]: row[1] for row in prediction},
         degraded=degraded,
         estimated_degraded=estimated,
+        segments_drifted=segments,
     )

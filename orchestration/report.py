@@ -78,7 +78,7 @@ def drift_summary(report: DriftReport) -> str:
 
 def degradation_summary(report: DriftReport) -> str:
     """The windows whose realized performance fell past its threshold, then those whose label-free
-    estimate did, one line per metric; empty when none did."""
+    estimate did, one line per metric, then the drifted segments; empty when none."""
     header = ["window", "metric", "realized", "threshold", "reference", "labelled"]
     estimated_header = ["window", "metric", "estimated", "threshold", "reference", "rows"]
     text = ""
@@ -110,4 +110,20 @@ def degradation_summary(report: DriftReport) -> str:
             for degraded in degradations
         ]
         text += f"\n\n{title}\n" + render_table(columns, rows)
+    if report.segments_drifted:
+        rows = [
+            [
+                _window_label(drifted.window_start),
+                f"{drifted.segment_name}={drifted.segment_value}",
+                drifted.feature_name,
+                f"{drifted.drift_score:.3f}",
+                f"{drifted.q_value:.2g}",
+                str(drifted.n_current),
+            ]
+            for drifted in report.segments_drifted
+        ]
+        title = "segment drift (a feature moved within one segment; q-value at most the spec's fdr)"
+        text += f"\n\n{title}\n" + render_table(
+            ["window", "segment", "feature", "psi", "q_value", "rows"], rows
+        )
     return text

@@ -57,6 +57,7 @@ from warehouse.ingest import (
     id_text,
     json_object_sql,
     label_text,
+    segment_map_sql,
     sync_registry,
     sync_spec,
     utc_now,
@@ -786,8 +787,10 @@ def _reference_chunk(
     spec: ModelSpec, path: Path, frame: pd.DataFrame, checks: _Checks
 ) -> tuple[pd.DataFrame, int]:
     optional = [spec.id, spec.timestamp, spec.prediction, *spec.probability_columns, spec.target]
-    frame = _check_chunk_columns(path, frame, checks, list(spec.features), [c for c in optional if c])
+    frame = _check_chunk_columns(path, frame, checks, _reference_required(spec), [c for c in optional if c])
     reference, non_finite = _features(spec, path, frame, checks)
+    for column in _segment_columns(spec):
+        reference[column] = _texts(frame, column)
     for column in (spec.prediction, spec.target):
         if column and column in frame:
             reference[column], count = checks.run(("outcome", column), _outcomes, spec, path, frame, column)
@@ -802,6 +805,17 @@ def _reference_chunk(
     return reference, non_finite
 
 
+def _segment_columns(spec: ModelSpec) -> list[str]:
+    """The spec's segment columns that are not features (a feature's values are stored anyway)."""
+    return [column for column in spec.segments if column not in spec.features]
+
+
+def _reference_required(spec: ModelSpec) -> list[str]:
+    """A reference file's required columns: the features, and the segment columns (segment drift
+    compares each segment's windows with the same segment of the reference)."""
+    return [*spec.features, *_segment_columns(spec)]
+
+
 def prepare_reference(spec: ModelSpec, path: Path, chunk_rows: int | None = None) -> tuple[pd.DataFrame, int]:
     """The reference set checked and typed, as one frame (read in chunks of `chunk_rows`), and the
     count of infinite numbers read as missing."""
@@ -810,7 +824,7 @@ def prepare_reference(spec: ModelSpec, path: Path, chunk_rows: int | None = None
     outcomes = [("outcome", column) for column in dict.fromkeys((spec.prediction, spec.target)) if column]
     checks = _Checks(
         _plan(
-            list(spec.features),
+            _reference_required(spec),
             named,
             [*_feature_checks(spec), *outcomes, ("probability",), *_class_checks(spec), ("positive label",)],
         )
@@ -824,7 +838,7 @@ def prepare_reference(spec: ModelSpec, path: Path, chunk_rows: int | None = None
         if not checks.failed:
             chunks.append(reference)
             non_finite += count
-    _check_file_columns(path, checks, list(spec.features), named)
+    _check_file_columns(path, checks, _reference_required(spec), named)
     has_classes = _check_class_columns(spec, path, checks)
     checks.raise_first()
     # The whole file's columns in the order a whole-file read gives them; a JSON chunk without one
@@ -842,7 +856,7 @@ def prepare_reference(spec: ModelSpec, path: Path, chunk_rows: int | None = None
                 reference[column] = (
                     pd.Series(None, index=reference.index, dtype=object) if column in texts else np.nan
                 )
-    order = [*spec.features, *texts, *numbers]
+    order = [*spec.features, *_segment_columns(spec), *texts, *numbers]
     whole = chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
     del chunks
     whole = whole[order] if list(whole.columns) != order else whole
@@ -856,8 +870,8 @@ def _log_chunk(
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, int]:
     """One chunk of inference logs as raw.inference_log columns (features still wide), and its
     inline labels if the file has the target column."""
-    required = [spec.timestamp, spec.id, *spec.features, spec.prediction]
-    named = [*spec.probability_columns, spec.target, *spec.segments]
+    required = _logs_required(spec)
+    named = [*spec.probability_columns, spec.target]
     frame = _check_chunk_columns(path, frame, checks, required, [c for c in named if c])
     offset = _SOURCES[str(path)].offset
     features, non_finite = _features(spec, path, frame, checks)
@@ -882,6 +896,8 @@ def _log_chunk(
                 ("class", column), _probabilities, path, frame, column
             )
     logs = pd.concat([logs, features.add_prefix("feature__")], axis=1)
+    for column in spec.segments:
+        logs[f"segment__{column}"] = _texts(frame, column)
     labels = None
     if spec.target and spec.target in frame:
         targets, count = checks.run(("target",), _outcomes, spec, path, frame, spec.target)
@@ -897,10 +913,15 @@ def _log_chunk(
     return logs, labels, non_finite
 
 
+def _logs_required(spec: ModelSpec) -> list[str]:
+    """An inference-log file's required columns: id, timestamp, features, prediction, segments."""
+    return [spec.timestamp, spec.id, *spec.features, spec.prediction, *_segment_columns(spec)]
+
+
 def _check_logs(spec: ModelSpec, path: Path, chunk_rows: int, staging: _Staging) -> _Staged:
     """Check an inference-log file chunk by chunk and stage its rows (and inline labels)."""
-    required = [spec.timestamp, spec.id, *spec.features, spec.prediction]
-    named = [c for c in [*spec.probability_columns, spec.target, *spec.segments] if c]
+    required = _logs_required(spec)
+    named = [c for c in [*spec.probability_columns, spec.target] if c]
     checks = _Checks(
         _plan(
             required,
@@ -950,6 +971,7 @@ def _check_logs(spec: ModelSpec, path: Path, chunk_rows: int, staging: _Staging)
         "scored_at",
         *classes,
         *(f"feature__{name}" for name in spec.features),
+        *(f"segment__{name}" for name in spec.segments),
     ]
     staged.has_labels = bool(spec.target and spec.target in source.columns)
     staged.n_rows = source.n_rows
@@ -1055,7 +1077,8 @@ def _insert_logs(
         f"""
         insert into raw.inference_log by name
         select model_name, request_id, ? as model_version,
-               {feature_maps_sql(spec.features, "feature__")}, prediction, probability,
+               {feature_maps_sql(spec.features, "feature__")},
+               {segment_map_sql(spec.segments, set(logs.column_names), "segment__")}, prediction, probability,
                {probabilities} as probabilities, scored_at, ? as loaded_at, ? as source
         from (select ? as model_name, * from import_logs) as import_logs
         where {NEW_REQUESTS.format(rows="import_logs")}

@@ -112,6 +112,21 @@ def feature_maps_json(features: dict[str, Any], feature_types: dict[str, str]) -
     return json.dumps(numbers, separators=(",", ":")), json.dumps(categories, separators=(",", ":"))
 
 
+def segments_json(segments: Any) -> str | None:
+    """A prediction's segment columns {column: value} as canonical JSON, each value as label text
+    (1, 1.0 and "1" alike, as the importer stores them); None when the line has none."""
+    if segments is None:
+        return None
+    if not isinstance(segments, dict):
+        raise LineError(f"segments: expected an object of column: value, got {segments!r}")
+    checked = {}
+    for name, value in segments.items():
+        if isinstance(value, (dict, list)):
+            raise LineError(f"segments[{name!r}]: expected text, a number or null, got {value!r}")
+        checked[name] = label_text(value)
+    return json.dumps(checked, separators=(",", ":"), sort_keys=True)
+
+
 def probabilities_json(probabilities: Any) -> str | None:
     """A multiclass prediction's {class: probability} as canonical JSON (classes as label text)."""
     if probabilities is None:
@@ -139,6 +154,7 @@ def parse_inference_line(line: bytes, specs: dict[str, dict[str, str]]) -> dict[
         "model_version": version,
         "feature_numbers": numbers,
         "feature_categories": categories,
+        "segment_values": segments_json(record.get("segments")),
         "prediction": label_text(record.get("prediction")),
         "probability": _number_or_none(record.get("probability"), "probability"),
         "probabilities": probabilities_json(record.get("probabilities")),
@@ -181,7 +197,7 @@ PARSERS = {"inference": parse_inference_line, "feedback": parse_feedback_line}
 
 
 def sync_spec(connection: duckdb.DuckDBPyConnection, spec: ModelSpec, loaded_at: datetime) -> None:
-    """Mirror the spec into raw.monitored_models / raw.model_features, which dbt reads."""
+    """Mirror the spec into raw.monitored_models, raw.model_features and raw.model_segments."""
     connection.execute(
         """
         insert or replace into raw.monitored_models (
@@ -220,6 +236,16 @@ def sync_spec(connection: duckdb.DuckDBPyConnection, spec: ModelSpec, loaded_at:
             for position, (name, kind) in enumerate(spec.features.items())
         ],
     )
+    connection.execute("delete from raw.model_segments where model_name = ?", [spec.model])
+    options = spec.segment_drift
+    if spec.segments:
+        connection.executemany(
+            "insert into raw.model_segments values (?, ?, ?, ?, ?, ?, ?)",
+            [
+                [spec.model, name, position, options.top_k, options.min_rows, options.fdr, loaded_at]
+                for position, name in enumerate(spec.segments)
+            ],
+        )
 
 
 def sync_registry(
@@ -341,33 +367,61 @@ def json_object_sql(
     return f"json_object({pairs})"
 
 
+def _map_sql(names: list[str], values: list[str], sql_type: str) -> str:
+    """A typed map {name: value} from SQL value expressions (names are the user's own: quoted
+    literals)."""
+    if not names:
+        return f"cast(map() as map(varchar, {sql_type}))"
+    if all(names) and len({name.casefold() for name in names}) == len(names):
+        # A struct cast to a map: the same map, built about 8 times faster than by map(keys,
+        # values). Struct field names must be non-empty and differ in more than case.
+        fields = ", ".join(f"{sql_string(name)}: {value}" for name, value in zip(names, values, strict=True))
+        return f"cast({{{fields}}} as map(varchar, {sql_type}))"
+    keys = ", ".join(sql_string(name) for name in names)
+    return f"map([{keys}], [{', '.join(values)}])"
+
+
 def feature_maps_sql(features: dict[str, str], column_prefix: str = "") -> str:
     """DuckDB builds the typed feature maps of raw (vectorised, fast for millions of rows) from the
     columns `column_prefix + name`: `... as feature_numbers, ... as feature_categories`. Numbers
     that are not finite (NaN, ±inf) and text that is not a number become NULL; categories are text.
     Names are the user's own, so keys are quoted literals and columns quoted identifiers."""
+    numeric = [name for name, kind in features.items() if kind == "numeric"]
+    categorical = [name for name, kind in features.items() if kind != "numeric"]
+    numbers = [f"try_cast({quote_identifier(column_prefix + name)} as double)" for name in numeric]
+    numbers = [f"case when isfinite({value}) then {value} end" for value in numbers]
+    categories = [f"cast({quote_identifier(column_prefix + name)} as varchar)" for name in categorical]
+    return (
+        f"{_map_sql(numeric, numbers, 'double')} as feature_numbers, "
+        f"{_map_sql(categorical, categories, 'varchar')} as feature_categories"
+    )
 
-    def typed_map(kind: str) -> str:
-        names = [name for name, type_ in features.items() if (type_ == "numeric") == (kind == "numeric")]
-        sql_type = "double" if kind == "numeric" else "varchar"
-        if not names:
-            return f"cast(map() as map(varchar, {sql_type}))"
-        if kind == "numeric":
-            values = [f"try_cast({quote_identifier(column_prefix + name)} as double)" for name in names]
-            values = [f"case when isfinite({value}) then {value} end" for value in values]
-        else:
-            values = [f"cast({quote_identifier(column_prefix + name)} as varchar)" for name in names]
-        if all(names) and len({name.casefold() for name in names}) == len(names):
-            # A struct cast to a map: the same map, built about 8 times faster than by map(keys,
-            # values). Struct field names must be non-empty and differ in more than case.
-            fields = ", ".join(
-                f"{sql_string(name)}: {value}" for name, value in zip(names, values, strict=True)
-            )
-            return f"cast({{{fields}}} as map(varchar, {sql_type}))"
-        keys = ", ".join(sql_string(name) for name in names)
-        return f"map([{keys}], [{', '.join(values)}])"
 
-    return f"{typed_map('numeric')} as feature_numbers, {typed_map('categorical')} as feature_categories"
+def segment_map_sql(segments: tuple[str, ...], columns: set[str], column_prefix: str = "") -> str:
+    """`... as segment_values`: the spec's segment columns as a text map, from the columns
+    `column_prefix + name` (already label text); a column the rows lack is NULL in the map, and a
+    spec without segments stores NULL."""
+    if not segments:
+        return "cast(null as map(varchar, varchar)) as segment_values"
+    values = [
+        f"cast({quote_identifier(column_prefix + name)} as varchar)"
+        if column_prefix + name in columns
+        else "cast(null as varchar)"
+        for name in segments
+    ]
+    return f"{_map_sql(list(segments), values, 'varchar')} as segment_values"
+
+
+def segment_texts(frame: pd.DataFrame, segments: tuple[str, ...]) -> pd.DataFrame:
+    """The segment columns `frame` has, as label text (1, 1.0 and "1" alike), named `segment__<name>`."""
+    return pd.DataFrame(
+        {
+            f"segment__{name}": frame[name].map(label_text).astype(object)
+            for name in segments
+            if name in frame
+        },
+        index=frame.index,
+    )
 
 
 def _insert_reference_rows(
@@ -386,6 +440,8 @@ def _insert_reference_rows(
         reference[spec.target].map(label_text) if spec.target and spec.target in reference else None
     )
     batch = batch.astype({"prediction": object, "label": object, "probability": float})
+    for column, values in segment_texts(reference, spec.segments).items():
+        batch[column] = values
     class_columns = [f"class__{position}" for position in range(len(spec.class_probabilities))]
     has_probabilities = bool(class_columns) and all(
         column in reference for column in spec.class_probabilities.values()
@@ -401,7 +457,8 @@ def _insert_reference_rows(
         f"""
         insert into raw.reference_rows by name
         select ? as model_name, ? as model_version, row_number,
-               {feature_maps_sql(spec.features, "feature__")}, prediction,
+               {feature_maps_sql(spec.features, "feature__")},
+               {segment_map_sql(spec.segments, set(batch.columns), "segment__")}, prediction,
                probability, label, ? as loaded_at, {probabilities} as probabilities
         from reference_batch
         """,
@@ -436,6 +493,7 @@ INSERT_SQL = {
         select model_name, request_id, model_version,
                from_json(feature_numbers, '"MAP(VARCHAR, DOUBLE)"') as feature_numbers,
                from_json(feature_categories, '"MAP(VARCHAR, VARCHAR)"') as feature_categories,
+               from_json(cast(segment_values as varchar), '"MAP(VARCHAR, VARCHAR)"') as segment_values,
                prediction, probability, scored_at, received_at, ? as loaded_at, source, probabilities
         from batch
         where {NEW_REQUESTS.format(rows="batch")}
@@ -456,6 +514,7 @@ COLUMNS = {
         "model_version",
         "feature_numbers",
         "feature_categories",
+        "segment_values",
         "prediction",
         "probability",
         "scored_at",

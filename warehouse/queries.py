@@ -23,6 +23,15 @@ def _feature_columns(spec: ModelSpec, table: str) -> str:
     return ",\n".join(columns)
 
 
+def _segment_columns(spec: ModelSpec, table: str) -> str:
+    """`, <segment> as "<column>"` for each segment column of the spec that is not a feature."""
+    return "".join(
+        f",\n{table}.segment_values[{sql_string(name)}] as {quote_identifier(name)}"
+        for name in spec.segments
+        if name not in spec.features
+    )
+
+
 def _as(expression: str, name: str | None) -> str:
     """`expression as "name"`, or nothing when the spec has no such column (e.g. no target)."""
     return f", {expression} as {quote_identifier(name)}" if name else ""
@@ -32,12 +41,13 @@ def labelled_rows(
     connection: duckdb.DuckDBPyConnection, spec: ModelSpec, limit: int, since: datetime | None = None
 ) -> pd.DataFrame:
     """The `limit` most recent labelled production rows (scored at or after `since`, if given):
-    id, timestamp, features, target."""
+    id, timestamp, features, segment columns, target."""
     return connection.execute(
         f"""
         select logs.request_id as {quote_identifier(spec.id)},
                logs.scored_at as {quote_identifier(spec.timestamp)},
                {_feature_columns(spec, "logs")}
+               {_segment_columns(spec, "logs")}
                {_as("labels.label", spec.label_column)}
         from raw.inference_log as logs
         inner join raw.labels as labels

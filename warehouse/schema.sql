@@ -130,6 +130,25 @@ alter table raw.labels add column if not exists ingest_seq bigint default nextva
 alter table raw.inference_log add column if not exists probabilities varchar;
 alter table raw.reference_rows add column if not exists probabilities varchar;
 
+-- The values of the spec's `segments` columns of each logged prediction and reference row,
+-- {column: value as text}; NULL when the spec names no segments. Segment drift (dbt) reads them.
+alter table raw.inference_log add column if not exists segment_values map(varchar, varchar);
+alter table raw.reference_rows add column if not exists segment_values map(varchar, varchar);
+
+-- The spec's segment columns and how segment drift judges them (ml/spec.py SegmentDrift): the
+-- top_k values by reference volume with at least min_rows rows are segments of their own, and a
+-- test is drifted when its Benjamini-Hochberg q-value is at most fdr.
+create table if not exists raw.model_segments (
+    model_name varchar not null,
+    segment_name varchar not null,
+    segment_position integer not null,
+    top_k integer not null,
+    min_rows integer not null,
+    fdr double not null,
+    loaded_at timestamp not null,
+    primary key (model_name, segment_name)
+);
+
 -- drift_method decides is_drifted with drift_threshold: drifted when the statistic is >= the
 -- threshold, except chi2_p_value, drifted when it is < the threshold.
 create table if not exists raw.model_features (

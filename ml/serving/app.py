@@ -185,6 +185,7 @@ class ScoredRow:
     request_id: str | None
     scored_at: datetime | None
     features: dict[str, Any]
+    segments: dict[str, Any]  # the spec's segment columns, as given (None when not)
 
 
 def _error_response(status: int, message: str, fields: list[dict[str, Any]] | None = None) -> JSONResponse:
@@ -321,11 +322,14 @@ def create_app(
         rows = []
         for index, row in enumerate(payload):
             prefix = f"{index}." if indexed else ""
+            features = {key: getattr(row, name) for key, name in fields.features}
+            segments = {key: getattr(row, name) for key, name in fields.segments}
             rows.append(
                 ScoredRow(
                     request_id=_one_value(row, fields.ids, prefix),
                     scored_at=_one_value(row, fields.timestamps, prefix),
-                    features={key: getattr(row, name) for key, name in fields.features},
+                    features=features,
+                    segments={key: features.get(key, segments.get(key)) for key in spec.segments},
                 )
             )
         return rows
@@ -349,6 +353,7 @@ def create_app(
                 "scored_at": scored_at.isoformat(),
                 "received_at": now.isoformat(),
                 "features": row.features,
+                **({"segments": row.segments} if row.segments else {}),
                 "prediction": prediction,
                 "probability": probability,
             }

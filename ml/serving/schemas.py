@@ -2,7 +2,9 @@
 
 A feature is required; `null` is an accepted missing value. Numbers must be finite JSON numbers
 (not strings, not booleans, not NaN/Infinity); categories must be strings, and a category the model
-never saw is valid input (that is drift, not an error). Unknown fields are refused, so a misspelt
+never saw is valid input (that is drift, not an error). The spec's segment columns that are not
+features are optional fields (text, a whole number or a boolean), logged for segment drift and not
+given to the model. Unknown fields are refused, so a misspelt
 feature name is an error naming the field instead of a silently missing value.
 
 Feature names are the user's own (spaces, dots, quotes, non-ASCII): each is a JSON key exactly as
@@ -39,6 +41,8 @@ from ml.spec import ModelSpec
 RequestId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 NumericValue = Annotated[float | None, Field(strict=True, allow_inf_nan=False)]
 CategoricalValue = Annotated[StrictStr | None, Field(max_length=256)]
+# A segment column's value (spec `segments`): text, a whole number or a boolean; optional.
+SegmentValue = Annotated[StrictStr | StrictInt | StrictBool | None, Field(union_mode="left_to_right")]
 FiniteNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 GENERIC_ID, GENERIC_TIMESTAMP, LABEL = "request_id", "scored_at", "label"
 
@@ -73,16 +77,23 @@ class RequestFields:
     """Which JSON key is which field of a generated request model: (key as written, field name)."""
 
     features: tuple[tuple[str, str], ...]
+    segments: tuple[tuple[str, str], ...]  # the spec's segment columns that are not features
     ids: tuple[tuple[str, str], ...]  # the spec's name first
     timestamps: tuple[tuple[str, str], ...]
 
 
 def request_fields(spec: ModelSpec) -> RequestFields:
     def keys(name: str, generic: str) -> list[str]:
-        return [name] + ([generic] if generic != name and generic not in spec.features else [])
+        taken = generic in spec.features or generic in spec.segments
+        return [name] + ([generic] if generic != name and not taken else [])
 
     return RequestFields(
         features=tuple((name, f"feature_{position}") for position, name in enumerate(spec.features)),
+        segments=tuple(
+            (name, f"segment_{position}")
+            for position, name in enumerate(spec.segments)
+            if name not in spec.features
+        ),
         ids=tuple((key, f"id_{n}") for n, key in enumerate(keys(spec.id, GENERIC_ID))),
         timestamps=tuple(
             (key, f"timestamp_{n}") for n, key in enumerate(keys(spec.timestamp, GENERIC_TIMESTAMP))
@@ -110,6 +121,8 @@ def prediction_request_model(spec: ModelSpec) -> type[BaseModel]:
         fields[field_name] = (Timestamp | None, Field(None, alias=key))
     for (key, field_name), kind in zip(names.features, spec.features.values(), strict=True):
         fields[field_name] = (NumericValue if kind == "numeric" else CategoricalValue, Field(..., alias=key))
+    for key, field_name in names.segments:
+        fields[field_name] = (SegmentValue, Field(None, alias=key))
     return create_model(_model_name(spec, "PredictionRequest"), __base__=_Strict, **fields)
 
 

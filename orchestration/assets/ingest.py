@@ -42,6 +42,7 @@ RAW_TABLES = {
     "model_registry": ("Every model version with its metrics and status.", [REGISTRY_FILES]),
     "monitored_models": ("The monitoring spec of each model (window, thresholds).", []),
     "model_features": ("The features of each model and their types, from the spec.", []),
+    "model_segments": ("The log columns each model's segment drift is computed over, from the spec.", []),
 }
 
 

@@ -32,6 +32,7 @@ PARITY_MARTS = (
     "marts.fct_model_performance",
     "marts.fct_feature_statistics",
     "marts.dim_model_versions",
+    "marts.fct_segment_drift",
 )
 # Wall-clock columns: when rows were loaded or registered differs between any two installations.
 VOLATILE_COLUMNS = {"loaded_at", "max_ingest_seq", "ingest_seq", "created_at", "decided_at", "registered_at"}
@@ -40,7 +41,7 @@ VOLATILE_COLUMNS = {"loaded_at", "max_ingest_seq", "ingest_seq", "created_at", "
 def write_parity_case(root: Path) -> Path:
     """spec.yaml, reference.parquet and two batches of logs and labels (CSV) in `root`."""
     spec, reference, logs = wide_case(
-        days=DAYS, rows_per_day=ROWS_PER_DAY, n_numeric=4, n_categorical=3, drift=DRIFT, seed=7
+        days=DAYS, rows_per_day=ROWS_PER_DAY, n_numeric=4, n_categorical=3, drift=DRIFT, seed=7, regions=3
     )
     root.mkdir(parents=True, exist_ok=True)
     (root / "spec.yaml").write_text(yaml.safe_dump(spec))

@@ -63,6 +63,7 @@ def test_spark_state_stays_in_the_home(spark_parity_home: Home) -> None:
             "model_registry",
             "monitored_models",
             "model_features",
+            "model_segments",
         ]
     )
     assert not list((spark / "raw").glob("*/.*"))

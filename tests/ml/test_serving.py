@@ -217,3 +217,29 @@ def test_the_evidently_ui_the_demo_suggests_does_not_take_the_apis_port(tmp_path
     evidently_default = 8000  # `evidently ui --help`: Service port [default: 8000]
     assert EVIDENTLY_UI_PORT not in (api_port, evidently_default)
     assert evidently_ui_command(tmp_path) == f"evidently ui --workspace {tmp_path} --port {EVIDENTLY_UI_PORT}"
+
+
+def test_segment_columns_are_optional_fields_logged_beside_the_features(trained_home, spec, rows):
+    """A spec's `segments` columns that are not features are optional request fields (text, a
+    whole number, a boolean), logged as text for segment drift; a feature that is a segment
+    column is logged from the features. A nested value is a 422 naming the field."""
+    from dataclasses import replace
+
+    import duckdb
+
+    from tests.warehouse.test_landing_ingest import run_ingest
+
+    segmented = replace(spec, segments=("branch", "region"))
+    with TestClient(create_app(trained_home, segmented)) as client:
+        assert client.post("/predict", json={**rows[0], "branch": 7}).status_code == 200
+        assert client.post("/predict", json=rows[1]).status_code == 200
+        refused = client.post("/predict", json={**rows[2], "branch": {"id": 7}})
+        assert refused.status_code == 422
+        assert "branch" in refused.text
+    run_ingest(trained_home, segmented)
+    with duckdb.connect(str(trained_home.warehouse), read_only=True) as connection:
+        logged = dict(
+            connection.execute("select request_id, segment_values from raw.inference_log").fetchall()
+        )
+    assert logged[rows[0]["request_id"]] == {"branch": "7", "region": rows[0]["region"]}
+    assert logged[rows[1]["request_id"]] == {"branch": None, "region": rows[1]["region"]}

@@ -75,6 +75,17 @@ def test_valid_spec_reads_every_key(tmp_path):
             "fit must name a function as 'package.module:function'",
         ),
         (VALID + "segments: store\n", "key 'segments' must be a list"),
+        (VALID + "segments: [request_id]\n", "segments: 'request_id' is a column driftmart reads as the id"),
+        (VALID + "segment_drift: {fdr: 0.1}\n", "segment_drift: applies only with 'segments'"),
+        (
+            VALID + "segments: [store]\nsegment_drift: {fdr: 1.5}\n",
+            "segment_drift.fdr must be between 0 and 1",
+        ),
+        (
+            VALID + "segments: [store]\nsegment_drift: {top_k: 0}\n",
+            "segment_drift.top_k must be a positive",
+        ),
+        (VALID + "segments: [store]\nsegment_drift: {size: 3}\n", "segment_drift: unknown key(s): size"),
         (VALID.replace("salary_range", "__probability__:1"), "are the model output's"),
         (VALID.replace("window: 1d", "window: daily"), "key 'window': 'daily' is not a window length"),
         (VALID + "colour: blue\n", "unknown key(s): colour"),

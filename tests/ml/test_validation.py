@@ -214,3 +214,19 @@ def test_a_regression_challenger_wins_by_a_lower_rmse(tmp_path):
     verdict = validate(spec, trained.pipeline, 1, challenger, 2, holdout, spec.retrain, lambda: NO_DRIFT)
     assert verdict.metric == "rmse" and verdict.challenger["rmse"] < verdict.champion["rmse"]
     assert verdict.promote and "lower is better" in verdict.reason
+
+
+def test_the_challengers_reference_keeps_the_segment_columns_of_its_rows(trained_home, spec):
+    """A retrain's reference set is recent labelled rows: their segment columns (spec `segments`,
+    not model inputs) stay with them, so segment drift has a reference after the retrain."""
+    segmented = replace(spec, segments=("branch",))
+    champion, _ = registry.load_pipeline(trained_home, spec.model)
+    recent = recent_rows("concept_drift", spec)
+    recent["branch"] = np.where(np.arange(len(recent)) % 3 == 0, "north", "south")
+    fit_rows, _ = split_recent(segmented, recent, segmented.retrain)
+    reference = registry.load_reference(trained_home, spec.model, 1)
+    challenger = train_challenger(segmented, reference, fit_rows, champion=champion)
+    kept = challenger.reference.set_index(spec.id)["branch"]
+    by_id = recent.set_index(spec.id)["branch"]
+    assert len(kept) > 0 and (kept == by_id.loc[kept.index]).all()
+    assert "branch" not in challenger.pipeline.feature_names_in_

@@ -186,3 +186,31 @@ def test_unreadable_files(home, spec, files, tmp_path):
     ]:
         with pytest.raises(ImportFileError, match=message):
             import_files(home, spec, paths["reference"], path)
+
+
+def test_segment_columns_are_kept_as_text_and_required(home, spec, files, tmp_path):
+    """A spec's `segments` columns are not features: the importer keeps them (as label text, 7 and
+    7.0 alike) in segment_values of the logs and the reference, and a file without one is refused."""
+    from dataclasses import replace
+
+    paths, logs = files
+    segmented = replace(spec, segments=("branch",))
+    reference = pd.read_csv(paths["reference"])
+    reference["branch"] = np.arange(len(reference)) % 2 + 7.0  # 7.0 and 8.0 in a float column
+    reference.to_csv(tmp_path / "segmented_reference.csv", index=False)
+    logs = logs.drop(columns=[spec.target]).assign(branch=np.where(np.arange(len(logs)) % 2, "7", None))
+    logs.to_parquet(tmp_path / "segmented_logs.parquet", index=False)
+    with pytest.raises(ImportFileError, match=r"logs\.parquet: missing required column\(s\): branch"):
+        import_files(home, segmented, tmp_path / "segmented_reference.csv", paths["logs"])
+    with pytest.raises(ImportFileError, match=r"reference\.csv: missing required column\(s\): branch"):
+        import_files(home, segmented, paths["reference"], tmp_path / "segmented_logs.parquet")
+    import_files(home, segmented, tmp_path / "segmented_reference.csv", tmp_path / "segmented_logs.parquet")
+    with duckdb.connect(str(home.warehouse), read_only=True) as connection:
+        logged = connection.execute(
+            "select segment_values['branch'], count(*) from raw.inference_log group by 1 order by 1"
+        ).fetchall()
+        referenced = connection.execute(
+            "select segment_values['branch'], count(*) from raw.reference_rows group by 1 order by 1"
+        ).fetchall()
+    assert logged == [("7", len(logs) // 2), (None, len(logs) - len(logs) // 2)]
+    assert referenced == [("7", len(reference) - len(reference) // 2), ("8", len(reference) // 2)]

@@ -36,6 +36,7 @@ RAW_SOURCE_TABLES = (
     "model_registry",
     "monitored_models",
     "model_features",
+    "model_segments",
 )
 # Schemas dbt builds tables in that the published copy carries over from a non-DuckDB engine.
 BUILT_SCHEMAS = ("intermediate", "marts")

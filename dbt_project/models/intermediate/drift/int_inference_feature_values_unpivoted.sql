@@ -18,6 +18,9 @@
     - multiclass: `__probability__:<class>` (numeric) for each class of stg_raw__model_classes,
       from the probabilities JSON (NULL when the class's probability is missing).
     fct_feature_drift leaves them out; fct_prediction_drift reports them.
+
+    segment_values (the spec's segment columns of the row) rides along for segment drift; the
+    models that do not read it do not pay for it (a view: the engine prunes unused columns).
 #}
 
 with
@@ -58,7 +61,8 @@ feature_values as (
         monitored_models.window_seconds,
         logs.scored_at,
         logs.loaded_at,
-        logs.ingest_seq
+        logs.ingest_seq,
+        logs.segment_values
 
     from logs
     inner join monitored_models
@@ -86,7 +90,8 @@ prediction_values as (
         monitored_models.window_seconds,
         logs.scored_at,
         logs.loaded_at,
-        logs.ingest_seq
+        logs.ingest_seq,
+        logs.segment_values
 
     from logs
     inner join monitored_models
@@ -107,7 +112,8 @@ probability_values as (
         monitored_models.window_seconds,
         logs.scored_at,
         logs.loaded_at,
-        logs.ingest_seq
+        logs.ingest_seq,
+        logs.segment_values
 
     from logs
     inner join monitored_models
@@ -132,7 +138,8 @@ class_probability_values as (
         monitored_models.window_seconds,
         logs.scored_at,
         logs.loaded_at,
-        logs.ingest_seq
+        logs.ingest_seq,
+        logs.segment_values
 
     from logs
     inner join monitored_models
@@ -169,6 +176,7 @@ typed as (
         scored_at,
         loaded_at,
         ingest_seq,
+        segment_values,
         {{ window_start_at('scored_at', 'window_seconds') }} as window_start
 
     from all_values
@@ -189,7 +197,8 @@ final as (
         {{ dbt.dateadd('second', 'window_seconds', 'window_start') }} as window_end,
         scored_at,
         loaded_at,
-        ingest_seq
+        ingest_seq,
+        segment_values
 
     from typed
 

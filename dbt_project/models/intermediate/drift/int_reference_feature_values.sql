@@ -15,6 +15,7 @@
       reference_end_at), reference_id `time_range:<start>/<end>`;
     - previous_window models: the inference rows of every window that is the reference of a later
       window (int_window_references), reference_id `window:<window_start>`.
+    segment_values (the row's segment columns) rides along for segment drift.
     A view: the production-row references are the inference rows themselves, not a copy. The
     frozen bins read it once per new reference_id; the window counts read previous-window
     references when they recount.
@@ -79,7 +80,8 @@ version_feature_values as (
         version_rows.reference_row_id,
         model_features.feature_name,
         model_features.feature_type,
-        {{ feature_value_columns('version_rows') }}
+        {{ feature_value_columns('version_rows') }},
+        version_rows.segment_values
 
     from version_rows
     inner join model_features
@@ -96,7 +98,8 @@ version_values as (
         feature_name,
         feature_type,
         value_category,
-        value_number
+        value_number,
+        segment_values
 
     from version_feature_values
 
@@ -109,7 +112,8 @@ version_values as (
         '__prediction__' as feature_name,
         case when task = 'regression' then 'numeric' else 'categorical' end as feature_type,
         case when task = 'regression' then null else prediction end as value_category,
-        case when task = 'regression' then {{ safe_cast_double('prediction') }} end as value_number
+        case when task = 'regression' then {{ safe_cast_double('prediction') }} end as value_number,
+        segment_values
 
     from version_rows
 
@@ -122,7 +126,8 @@ version_values as (
         '__probability__' as feature_name,
         'numeric' as feature_type,
         cast(null as {{ dbt.type_string() }}) as value_category,
-        {{ finite_double('probability') }} as value_number
+        {{ finite_double('probability') }} as value_number,
+        segment_values
 
     from version_rows
     where task = 'binary'
@@ -139,7 +144,8 @@ version_values as (
         {%- set class_probability = json_extract_field(
             'version_rows.probabilities_json', 'model_classes.class_label'
         ) %}
-        {{ safe_cast_double(class_probability) }} as value_number
+        {{ safe_cast_double(class_probability) }} as value_number,
+        version_rows.segment_values
 
     from version_rows
     inner join model_classes
@@ -158,7 +164,8 @@ model_version_references as (
         feature_name,
         feature_type,
         value_category,
-        value_number
+        value_number,
+        segment_values
 
     from version_values
 
@@ -177,7 +184,8 @@ time_range_references as (
         inference_values.feature_name,
         inference_values.feature_type,
         inference_values.value_category,
-        inference_values.value_number
+        inference_values.value_number,
+        inference_values.segment_values
 
     from inference_values
     inner join monitored_models
@@ -214,7 +222,8 @@ previous_window_references as (
         inference_values.feature_name,
         inference_values.feature_type,
         inference_values.value_category,
-        inference_values.value_number
+        inference_values.value_number,
+        inference_values.segment_values
 
     from inference_values
     inner join reference_windows

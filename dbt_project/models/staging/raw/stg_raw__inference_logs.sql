@@ -14,6 +14,7 @@ renamed as (
         cast(model_version as {{ dbt.type_int() }}) as model_version,
         feature_numbers,
         feature_categories,
+        segment_values,
         cast(prediction as {{ dbt.type_string() }}) as prediction,
         cast(source as {{ dbt.type_string() }}) as source_name,
         cast(probability as {{ type_double() }}) as probability,

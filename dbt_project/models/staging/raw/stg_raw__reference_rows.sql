@@ -14,6 +14,7 @@ renamed as (
         cast(row_number as {{ dbt.type_int() }}) as reference_row_id,
         feature_numbers,
         feature_categories,
+        segment_values,
         cast(prediction as {{ dbt.type_string() }}) as prediction,
         cast(label as {{ dbt.type_string() }}) as label,  -- noqa: RF04
         cast(probability as {{ type_double() }}) as probability,
