@@ -12,12 +12,10 @@
     counts are the frozen catalogue's; a previous_window reference is a live window, so its rows are
     recounted (in the frozen bins) whenever the window judged against it is recounted.
 
-    Incremental (delete+insert on model_name, window_start): a run recounts, in full, only
-    - windows not here yet (new, or whose reference became usable),
-    - windows whose max_ingest_seq (their rows and, for previous_window, their reference window's
-      rows) is after the newest max_ingest_seq already here: late rows recount their window and the
-      window after it,
-    - windows whose reference_id changed (a newer reference version, a changed spec).
+    Incremental (delete+insert on model_name, window_start): a run recounts, in full, only the
+    windows of macro windows_to_recount: new here (or whose reference became usable), whose rows
+    (and, for previous_window, their reference window's rows) are newer than the newest counted
+    here, or whose reference_id changed.
 #}
 
 with
@@ -46,53 +44,16 @@ reference_bins as (
 
 ),
 
-{% if is_incremental() %}
+usable_windows as (
 
-counted_windows as (
-
-    select
-        model_name,
-        window_start,
-        max(reference_id) as reference_id,
-        max(max_ingest_seq) as max_ingest_seq
-
-    from {{ this }}
-    group by
-        model_name,
-        window_start
+    select * from window_references
+    where reference_id is not null
 
 ),
-
-watermark as (
-
-    select max(max_ingest_seq) as max_ingest_seq
-    from counted_windows
-
-),
-
-{% endif %}
 
 windows_to_count as (
 
-    select window_references.*
-    from window_references
-    {% if is_incremental() %}
-        left join counted_windows
-            on
-                window_references.model_name = counted_windows.model_name
-                and window_references.window_start = counted_windows.window_start
-        cross join watermark
-    {% endif %}
-    where
-        window_references.reference_id is not null
-    {% if is_incremental() %}
-        and (
-            counted_windows.model_name is null
-            or window_references.reference_id <> counted_windows.reference_id
-            or window_references.max_ingest_seq > watermark.max_ingest_seq
-            {{ in_recount_range('window_references.window_start') }}
-        )
-    {% endif %}
+    {{ windows_to_recount('usable_windows') }}
 
 ),
 

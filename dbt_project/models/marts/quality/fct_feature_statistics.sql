@@ -30,48 +30,9 @@ reference_bins as (
 
 ),
 
-{% if is_incremental() %}
-
-computed_windows as (
-
-    select
-        model_name,
-        window_start,
-        max(reference_id) as reference_id,
-        max(max_ingest_seq) as max_ingest_seq
-
-    from {{ this }}
-    group by
-        model_name,
-        window_start
-
-),
-
-watermark as (
-
-    select max(max_ingest_seq) as max_ingest_seq
-    from computed_windows
-
-),
-
-{% endif %}
-
 windows_to_compute as (
 
-    select window_references.*
-    from window_references
-    {% if is_incremental() %}
-        left join computed_windows
-            on
-                window_references.model_name = computed_windows.model_name
-                and window_references.window_start = computed_windows.window_start
-        cross join watermark
-        where
-            computed_windows.model_name is null
-            or coalesce(window_references.reference_id, '') <> coalesce(computed_windows.reference_id, '')
-            or window_references.max_ingest_seq > watermark.max_ingest_seq
-            {{ in_recount_range('window_references.window_start') }}
-    {% endif %}
+    {{ windows_to_recount('window_references') }}
 
 ),
 
