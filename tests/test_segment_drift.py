@@ -216,3 +216,18 @@ def test_many_segments_without_drift_raise_about_the_chosen_rate_of_false_alarms
     # ... and Benjamini-Hochberg turns those into (almost) no alarm: with every test null, the
     # chance of any alarm is at most the false discovery rate.
     assert drift["is_drifted"].sum() <= 1
+
+
+def test_the_exporter_counts_the_latest_windows_segment_tests_and_alarms(segment_home):
+    from tests.observability.conftest import labels, scrape
+
+    home, _, _ = segment_home
+    samples = scrape(home)
+    for model, drifted in (("stores_shift", 1), ("stores_null", 0)):
+        drift = segment_drift(home, model)
+        tested = drift[drift["p_value"].notna()]
+        latest = tested["window_start"].max()
+        key = labels(model=model)
+        assert samples["driftmart_segment_drifted"][key] == drifted
+        assert samples["driftmart_segment_tests"][key] == (tested["window_start"] == latest).sum()
+        assert samples["driftmart_segment_window_start_timestamp_seconds"][key] == latest.timestamp()

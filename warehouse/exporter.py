@@ -243,6 +243,21 @@ LEGACY_PERFORMANCE_GAUGES = {
     "roc_auc": Column("realized_value", "driftmart_model_roc_auc", f"ROC AUC. {ESTIMATED_NOTE}"),
 }
 
+SOURCE_SEGMENT_DRIFT = "marts.fct_segment_drift, latest window with segment tests per model"
+SEGMENT_DRIFT_COLUMNS = (
+    Column(
+        "window_start",
+        "driftmart_segment_window_start_timestamp_seconds",
+        "Start of the latest window with segment tests (Unix time)",
+    ),
+    Column("n_tests", "driftmart_segment_tests", "Segment x feature tests made in that window"),
+    Column(
+        "n_drifted",
+        "driftmart_segment_drifted",
+        "Segment x feature tests drifted in that window (Benjamini-Hochberg q-value at most the spec's fdr)",
+    ),
+)
+
 SOURCE_VERSIONS = "marts.dim_model_versions"
 VERSION_COLUMNS = (
     Column("created_at", "driftmart_model_version_created_timestamp_seconds", "When the version was trained"),
@@ -330,6 +345,24 @@ LATEST_ESTIMATED_SQL = _latest_performance_sql(
         "n_estimated",
     ),
 )
+LATEST_SEGMENT_DRIFT_SQL = """
+    with latest as (
+        select model_name, max(window_start) as window_start
+        from marts.fct_segment_drift
+        where p_value is not null
+        group by model_name
+    )
+    select mart.model_name, mart.window_start, count(mart.p_value) as n_tests,
+           count(*) filter (where mart.is_drifted) as n_drifted
+    from marts.fct_segment_drift as mart
+    inner join latest on mart.model_name = latest.model_name and mart.window_start = latest.window_start
+    group by mart.model_name, mart.window_start
+    order by mart.model_name
+"""
+HAS_SEGMENT_DRIFT_SQL = """
+    select count(*) from information_schema.tables
+    where table_schema = 'marts' and table_name = 'fct_segment_drift'
+"""
 VERSIONS_SQL = "select * from marts.dim_model_versions order by model_name, model_version"
 INFERENCE_SQL = """
     select model_name, count(*) as n_rows, max(loaded_at) as last_loaded_at, max(scored_at) as last_scored_at
@@ -516,6 +549,16 @@ class DriftmartCollector(Collector):
         windows = list({record["model_name"]: record for record in estimated}.values())
         yield from _gauges(windows, ESTIMATED_WINDOW_COLUMNS, model, SOURCE_ESTIMATED)
         yield from _gauges(estimated, ESTIMATED_VALUE_COLUMNS, model_metric, SOURCE_ESTIMATED)
+        # Every model with windows: 0 tests and 0 drifted when it has no segment tests (no
+        # `segments` in its spec, or a copy published before the segment mart existed).
+        has_segments = connection.execute(HAS_SEGMENT_DRIFT_SQL).fetchall()[0][0]
+        tested = _records(connection, LATEST_SEGMENT_DRIFT_SQL) if has_segments else []
+        by_model = {record["model_name"]: record for record in tested}
+        segments = [
+            by_model.get(name, {"model_name": name, "window_start": None, "n_tests": 0, "n_drifted": 0})
+            for name in sorted({record["model_name"] for record in dataset} | set(by_model))
+        ]
+        yield from _gauges(segments, SEGMENT_DRIFT_COLUMNS, model, SOURCE_SEGMENT_DRIFT)
         yield from self._versions(_records(connection, VERSIONS_SQL))
         yield from self._raw(connection)
 

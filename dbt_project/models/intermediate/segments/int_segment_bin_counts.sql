@@ -163,56 +163,6 @@ kept_segments as (
 
 ),
 
-labelled_reference_values as (
-
-    select
-        reference_segment_values.model_name,
-        reference_segment_values.reference_id,
-        reference_segment_values.segment_name,
-        reference_segment_values.feature_name,
-        reference_segment_values.feature_type,
-        reference_segment_values.value_category,
-        reference_segment_values.value_number,
-        coalesce(kept_segments.raw_segment_value, '__other__') as segment_value
-
-    from reference_segment_values
-    left join kept_segments
-        on
-            reference_segment_values.model_name = kept_segments.model_name
-            and reference_segment_values.reference_id = kept_segments.reference_id
-            and reference_segment_values.segment_name = kept_segments.segment_name
-            and reference_segment_values.raw_segment_value = kept_segments.raw_segment_value
-
-),
-
-binned_reference_values as (
-
-    {{ assign_feature_bins('labelled_reference_values', 'reference_bins', 'reference_id') }}
-
-),
-
-reference_bin_counts as (
-
-    select
-        model_name,
-        reference_id,
-        segment_name,
-        segment_value,
-        feature_name,
-        bin_id,
-        count(*) as n_reference_rows
-
-    from binned_reference_values
-    group by
-        model_name,
-        reference_id,
-        segment_name,
-        segment_value,
-        feature_name,
-        bin_id
-
-),
-
 window_segment_values as (
 
     select
@@ -245,39 +195,77 @@ window_segment_values as (
 
 ),
 
-labelled_window_values as (
-
-    select
-        window_segment_values.model_name,
-        window_segment_values.reference_id,
-        window_segment_values.segment_name,
-        window_segment_values.feature_name,
-        window_segment_values.feature_type,
-        window_segment_values.value_category,
-        window_segment_values.value_number,
-        window_segment_values.window_start,
-        coalesce(kept_segments.raw_segment_value, '__other__') as segment_value
-
-    from window_segment_values
-    left join kept_segments
-        on
-            window_segment_values.model_name = kept_segments.model_name
-            and window_segment_values.reference_id = kept_segments.reference_id
-            and window_segment_values.segment_name = kept_segments.segment_name
-            and window_segment_values.raw_segment_value = kept_segments.raw_segment_value
-
-),
-
-binned_window_values as (
-
-    {{ assign_feature_bins('labelled_window_values', 'reference_bins', 'reference_id') }}
-
-),
-
-window_bin_counts as (
+segment_values as (
 
     select
         model_name,
+        reference_id,
+        segment_name,
+        raw_segment_value,
+        feature_name,
+        feature_type,
+        value_category,
+        value_number,
+        cast(null as {{ dbt.type_timestamp() }}) as window_start,
+        'reference' as side
+
+    from reference_segment_values
+
+    union all
+
+    select
+        model_name,
+        reference_id,
+        segment_name,
+        raw_segment_value,
+        feature_name,
+        feature_type,
+        value_category,
+        value_number,
+        window_start,
+        'window' as side
+
+    from window_segment_values
+
+),
+
+labelled_values as (
+
+    {#- both sides labelled and binned by one path, so a segment's rows are counted alike #}
+    select
+        segment_values.model_name,
+        segment_values.reference_id,
+        segment_values.segment_name,
+        segment_values.feature_name,
+        segment_values.feature_type,
+        segment_values.value_category,
+        segment_values.value_number,
+        segment_values.window_start,
+        segment_values.side,
+        coalesce(kept_segments.raw_segment_value, '__other__') as segment_value
+
+    from segment_values
+    left join kept_segments
+        on
+            segment_values.model_name = kept_segments.model_name
+            and segment_values.reference_id = kept_segments.reference_id
+            and segment_values.segment_name = kept_segments.segment_name
+            and segment_values.raw_segment_value = kept_segments.raw_segment_value
+
+),
+
+binned_values as (
+
+    {{ assign_feature_bins('labelled_values', 'reference_bins', 'reference_id') }}
+
+),
+
+side_bin_counts as (
+
+    select
+        model_name,
+        reference_id,
+        side,
         window_start,
         segment_name,
         segment_value,
@@ -285,14 +273,23 @@ window_bin_counts as (
         bin_id,
         count(*) as n_rows
 
-    from binned_window_values
+    from binned_values
     group by
         model_name,
+        reference_id,
+        side,
         window_start,
         segment_name,
         segment_value,
         feature_name,
         bin_id
+
+),
+
+window_bin_counts as (
+
+    select * from side_bin_counts
+    where side = 'window'
 
 ),
 
@@ -305,13 +302,14 @@ window_reference_bin_counts as (
         reference_bin_counts.segment_value,
         reference_bin_counts.feature_name,
         reference_bin_counts.bin_id,
-        reference_bin_counts.n_reference_rows
+        reference_bin_counts.n_rows as n_reference_rows
 
     from windows_to_count
-    inner join reference_bin_counts
+    inner join side_bin_counts as reference_bin_counts
         on
             windows_to_count.model_name = reference_bin_counts.model_name
             and windows_to_count.reference_id = reference_bin_counts.reference_id
+            and reference_bin_counts.side = 'reference'
 
 ),
 
